@@ -1,0 +1,90 @@
+"""Frozen settings objects passed between the parts of the package.
+
+Models take a ModelConfig, never an argparse namespace; presets are named ModelConfigs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Literal
+
+from napari_segflow.errors import SegFlowError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of a SegFlow network. Two presets exist: ``small`` (CPU) and ``paper``.
+
+    Strides: the segmentation encoder gives features at 4, 8, 16 and 32; the flow
+    encoder goes down to 64; score maps are read at 8, 16 and 32 and summed.
+    """
+
+    preset: str
+    num_classes: int = 2
+    seg_block: Literal["basic", "bottleneck"] = "basic"
+    seg_stem_channels: int = 24
+    seg_stage_channels: tuple[int, int, int, int] = (24, 48, 96, 160)
+    seg_stage_blocks: tuple[int, int, int, int] = (1, 1, 2, 1)
+    seg_head_channels: int = 48
+    flow_encoder_channels: tuple[int, int, int, int, int, int] = (24, 48, 96, 128, 160, 192)
+    flow_decoder_channels: tuple[int, int, int, int] = (128, 96, 64, 32)
+    bridge_channels: int = 24
+    memory_channels: int = 32
+    memory_kernel: int = 3
+    seg_to_flow_bridges: bool = True
+    flow_to_seg_bridges: bool = True
+    div_flow: float = 20.0
+
+    def __post_init__(self) -> None:
+        if self.num_classes < 2:
+            raise SegFlowError(f"ModelConfig.num_classes must be at least 2 (background + 1 object), got {self.num_classes}")
+        if self.seg_block not in ("basic", "bottleneck"):
+            raise SegFlowError(f"ModelConfig.seg_block must be 'basic' or 'bottleneck', got {self.seg_block!r}")
+        if self.memory_kernel % 2 != 1:
+            raise SegFlowError(f"ModelConfig.memory_kernel must be odd, got {self.memory_kernel}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise SegFlowError(f"{source}: unknown model setting(s) {', '.join(unknown)}")
+        missing = sorted(known - set(values))
+        if missing:
+            raise SegFlowError(f"{source}: missing model setting(s) {', '.join(missing)}")
+        as_tuples = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        return cls(**as_tuples)
+
+
+PRESETS: dict[str, ModelConfig] = {
+    # Sized for two CPU cores: under 8 M parameters, a 448x256 frame pair well under 100 ms.
+    "small": ModelConfig(preset="small"),
+    # SegFlow as published: ResNet-101 segmentation branch, full FlowNetS, 7x7 ConvGRU with 64 channels.
+    "paper": ModelConfig(
+        preset="paper",
+        seg_block="bottleneck",
+        seg_stem_channels=64,
+        seg_stage_channels=(64, 128, 256, 512),
+        seg_stage_blocks=(3, 4, 23, 3),
+        seg_head_channels=256,
+        flow_encoder_channels=(64, 128, 256, 512, 512, 1024),
+        flow_decoder_channels=(512, 256, 128, 64),
+        bridge_channels=64,
+        memory_channels=64,
+        memory_kernel=7,
+    ),
+}
+
+
+def preset_config(name: str, **overrides: Any) -> ModelConfig:
+    """The named preset with some settings replaced."""
+    if name not in PRESETS:
+        raise SegFlowError(f"unknown model preset {name!r}; choose one of {', '.join(PRESETS)}")
+    known = {f.name for f in fields(ModelConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise SegFlowError(f"unknown model setting(s) for preset {name!r}: {', '.join(unknown)}")
+    return replace(PRESETS[name], **overrides)

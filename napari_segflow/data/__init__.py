@@ -1,0 +1,1 @@
+"""Data: synthetic training videos, augmentation, video IO, working resolution, flow colours."""

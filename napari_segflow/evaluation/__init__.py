@@ -1,0 +1,1 @@
+"""Metrics, classical peers and the benchmark harness."""
