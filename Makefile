@@ -4,18 +4,22 @@
 VENV ?= .venv
 PYTHON ?= python3
 TORCH_SPEC ?= torch==2.13.0
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
 PY := $(VENV)/bin/python
+# the package index here warns about every missing mirror folder; keep real errors only
+QUIET := sed '/^WARNING: Location/d'
 PIP := $(PY) -m pip --quiet --disable-pip-version-check
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --upgrade pip setuptools wheel 2>&1 | grep -v '^WARNING: Location' || true
-	$(PY) -c "import torch" 2>/dev/null || $(PIP) install "$(TORCH_SPEC)" 2>&1 | grep -v '^WARNING: Location' || true
+	$(PIP) install --upgrade pip setuptools wheel 2>&1 | $(QUIET)
+	$(PY) -c "import torch" 2>/dev/null || $(PIP) install "$(TORCH_SPEC)" 2>&1 | $(QUIET)
 	$(PY) -c "import torch"
-	$(PIP) install -e ".[dev,bench]" 2>&1 | grep -v '^WARNING: Location' || true
+	$(PIP) install -e ".[dev,bench]" 2>&1 | $(QUIET)
 	$(PY) -c "import napari_segflow, torch, napari"
 	touch $@
 

@@ -65,7 +65,8 @@ def load_checkpoint(path, expected: ModelConfig | str | None = None, map_locatio
     try:
         model.load_state_dict(payload["state_dict"], strict=True)
     except RuntimeError as error:
-        raise SegFlowError(f"{path}: weights do not fit the stored model config: {error}") from error
+        detail = " ".join(str(error).split())
+        raise SegFlowError(f"{path}: weights do not fit the stored model config: {detail}") from error
     return model, payload.get("metadata", {})
 
 

@@ -42,7 +42,7 @@ class SyntheticConfig:
     camera_speed: float = 3.0
     rotation_speed: float = 0.04
     scale_speed: float = 0.015
-    deformation: float = 0.06  # deformation amplitude as a fraction of the object radius
+    deformation: float = 0.15  # deformation amplitude as a fraction of the object radius
     stop_and_go: float = 0.2  # probability that a clip holds a stretch where everything stops
 
     def __post_init__(self) -> None:
@@ -167,7 +167,7 @@ class SyntheticVideoGenerator:
 
     def __call__(self, seed: int) -> SyntheticVideo:
         rng = np.random.default_rng(seed)
-        layers, target_id = self._scene(rng)
+        layers = self._scene(rng)
         clocks = self._clocks(rng)
         cfg = self.config
         ys, xs = np.mgrid[0 : cfg.height, 0 : cfg.width]
@@ -202,7 +202,17 @@ class SyntheticVideoGenerator:
             owner_there, _ = self._topmost(layers, destination, clocks[t + 1])
             occlusions[t] = (outside | (owner_there != owner)).reshape(cfg.height, cfg.width)
         moving = np.diff(clocks) != 0
-        return SyntheticVideo(frames, instances, flows, occlusions, target_id, moving)
+        return SyntheticVideo(frames, instances, flows, occlusions, self._target(rng, instances, len(layers) - 1), moving)
+
+    def _target(self, rng: np.random.Generator, instances: np.ndarray, count: int) -> int:
+        """A random object that stays visible (at least 0.5% of the image) in every frame; when none
+        does, the one whose smallest visible area is largest. Others may pass in front of it."""
+        ids = np.arange(1, count + 1)
+        smallest = np.array([(instances == i).sum(axis=(1, 2)).min() for i in ids])
+        visible = ids[smallest >= 0.005 * instances.shape[1] * instances.shape[2]]
+        if len(visible):
+            return int(rng.choice(visible))
+        return int(ids[np.argmax(smallest)])
 
     def _topmost(self, layers: list[_Layer], points: np.ndarray, clock: float) -> tuple[np.ndarray, np.ndarray]:
         """Index of the front-most layer at each point (layers are back to front, 0 = background) and the
@@ -234,7 +244,7 @@ class SyntheticVideoGenerator:
             steps[start : start + length] = 0
         return np.concatenate([[0.0], np.cumsum(steps)])
 
-    def _scene(self, rng: np.random.Generator) -> tuple[list[_Layer], int]:
+    def _scene(self, rng: np.random.Generator) -> list[_Layer]:
         cfg = self.config
         side = min(cfg.height, cfg.width)
         camera_pose = np.array([cfg.width / 2, cfg.height / 2, 0.0, 0.0])
@@ -270,7 +280,7 @@ class SyntheticVideoGenerator:
                  rng.uniform(-cfg.scale_speed, cfg.scale_speed)]
             )
             waves = 2
-            frequencies = rng.normal(size=(waves, 2)) * (1.5 / radius)
+            frequencies = rng.normal(size=(waves, 2)) * (2.5 / radius)
             amplitudes = rng.normal(size=(waves, 2)) * cfg.deformation * radius / np.sqrt(waves * 2)
             # keep d contractive (|grad d| < 0.5) so the inversion converges
             gain = (np.linalg.norm(amplitudes, axis=1) * np.linalg.norm(frequencies, axis=1)).sum()
@@ -280,9 +290,7 @@ class SyntheticVideoGenerator:
             size = int(2 * radius * 1.6) + 8
             texture = self.textures.sample(rng, size, size)
             layers.append(_Layer(texture, outline, pose, velocity, (camera_pose, camera_velocity), deformation))
-        # the target is a random object, so sometimes others pass in front of it
-        target_id = int(rng.integers(1, count + 1))
-        return layers, target_id
+        return layers
 
 
 def synthetic_videos(config: SyntheticConfig = SyntheticConfig(), seed: int = 0) -> Iterator[SyntheticVideo]:

@@ -1,0 +1,44 @@
+import numpy as np
+import pytest
+import torch
+
+from napari_segflow.config import preset_config
+from napari_segflow.data.synthetic import SyntheticConfig, SyntheticVideoGenerator
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_torch():
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    """A SegFlow small enough to train in a test, same design as the presets."""
+    return preset_config(
+        "small",
+        seg_stem_channels=8,
+        seg_stage_channels=(8, 16, 16, 24),
+        seg_stage_blocks=(1, 1, 1, 1),
+        seg_head_channels=16,
+        flow_encoder_channels=(8, 16, 24, 24, 32, 32),
+        flow_decoder_channels=(24, 16, 16, 8),
+        bridge_channels=8,
+        memory_channels=8,
+    )
+
+
+@pytest.fixture(scope="session")
+def synthetic_generator():
+    return SyntheticVideoGenerator(SyntheticConfig(height=96, width=128, num_frames=5))
+
+
+@pytest.fixture(scope="session")
+def synthetic_clip(synthetic_generator):
+    return synthetic_generator(7)
+
+
+def to_chw(array: np.ndarray) -> torch.Tensor:
+    """(..., H, W, C) numpy -> (..., C, H, W) tensor."""
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    return tensor.movedim(-1, -3)
