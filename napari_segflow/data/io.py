@@ -366,6 +366,25 @@ def read_label_image(path) -> np.ndarray:
     return np.asarray(ids, np.uint8)[inverse.ravel()].reshape(array.shape[:2])
 
 
+def check_annotation(labels: np.ndarray, frame_shape: tuple[int, ...], name: str) -> np.ndarray:
+    """An annotation for frames of ``frame_shape`` ((H, W) or (H, W, 3)) as (H, W) uint8, or a SegFlowError
+    that names it: another size than the frames, no object, ids outside 0..255."""
+    labels = _checked_labels(np.asarray(labels), name)
+    if labels.shape != tuple(frame_shape[:2]):
+        raise SegFlowError(
+            f"{name}: the mask is {labels.shape[1] if labels.ndim > 1 else '?'}x{labels.shape[0]}, "
+            f"the frames are {frame_shape[1]}x{frame_shape[0]}"
+        )
+    if not labels.any():
+        raise SegFlowError(f"{name}: the mask holds no object (every pixel is 0)")
+    return labels
+
+
+def read_annotation(path, frame_shape: tuple[int, ...]) -> np.ndarray:
+    """Read a mask file (see read_label_image) and check it against the frames (see check_annotation)."""
+    return check_annotation(read_label_image(path), frame_shape, str(path))
+
+
 def write_label_tiff(labels: np.ndarray, path) -> None:
     """A (T, H, W) or (H, W) label stack as one uint8 TIFF."""
     import tifffile

@@ -215,3 +215,16 @@ def test_flo_round_trip_and_damage(tmp_path):
         read_flo(tmp_path / "bad.flo")
     with pytest.raises(SegFlowError, match=r"\(H, W, 2\)"):
         write_flo(np.zeros((3, 3)), tmp_path / "c.flo")
+
+
+def test_annotation_checks_name_the_mask(tmp_path):
+    from napari_segflow.data.io import check_annotation, read_annotation
+
+    mask = np.zeros((10, 12), np.uint8)
+    mask[2:4, 2:4] = 1
+    write_label_png(mask, tmp_path / "mask.png")
+    np.testing.assert_array_equal(read_annotation(tmp_path / "mask.png", (10, 12, 3)), mask)
+    with pytest.raises(SegFlowError, match=r"mask.png: the mask is 12x10, the frames are 16x10"):
+        read_annotation(tmp_path / "mask.png", (10, 16, 3))
+    with pytest.raises(SegFlowError, match="empty.png: the mask holds no object"):
+        check_annotation(np.zeros((10, 12), np.uint8), (10, 12), "empty.png")
