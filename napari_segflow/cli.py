@@ -23,6 +23,24 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from napari_segflow.training.offline import OfflineTrainer, load_train_config
+
+    overrides = {k: v for k, v in (("output", args.output), ("davis_root", args.davis_root)) if v is not None}
+    config = load_train_config(args.config, **overrides)
+    trainer = OfflineTrainer(config)
+    if args.resume:
+        trainer.resume()
+    try:
+        final = trainer.run(progress_bar=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"segflow: stopped; a resumable state is in {trainer.state_path} (add --resume)", file=sys.stderr)
+        return 130
+    if trainer.rank == 0:
+        print(final)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="segflow", description="SegFlow video object segmentation and optical flow.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -34,6 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--long-side", type=int, default=448, help="working resolution long side (default: 448)")
     bench.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     bench.set_defaults(run=_bench)
+
+    train = commands.add_parser("train", help="offline training: rounds alternating the two branches")
+    train.add_argument("--config", required=True, help="YAML file of TrainConfig settings")
+    train.add_argument("--resume", action="store_true", help="continue from OUTPUT/state.pt")
+    train.add_argument("--output", help="replace the config's output folder")
+    train.add_argument("--davis-root", help="replace the config's DAVIS folder")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(run=_train)
     return parser
 
 

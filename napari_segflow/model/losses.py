@@ -55,9 +55,10 @@ def multiscale_epe(
     """FlowNetS multi-scale EPE (SegFlow eq. 2 per scale).
 
     flows: (flow2, ..., flow6) in pixels / div_flow; target: (B, 2, H, W) in pixels. The target is
-    divided by div_flow and average-pooled to each scale. Each scale's summed error is divided by the
-    pixel count of the finest scale: the published weights were set for sums, and this keeps their
-    balance while making the value independent of the image size.
+    divided by div_flow and average-pooled to each scale. The published weights were set for errors summed
+    over pixels; dividing every scale's sum by the finest scale's pixel count keeps their balance and makes
+    the value independent of the image size, and the result is rescaled (times div_flow / weights[0]) so
+    that it reads in pixels: a flow2 that is off by 1 px everywhere, the other scales exact, gives 1.
     """
     if len(flows) != len(weights):
         raise ValueError(f"{len(flows)} flow scales but {len(weights)} weights")
@@ -70,6 +71,7 @@ def multiscale_epe(
         error_sum = (flow - pooled).norm(dim=1).sum() / flow.shape[0]
         total = total + weight * error_sum / finest
         metrics[f"epe{index + 2}"] = float(error_sum.detach() / (flow.shape[-2] * flow.shape[-1]) * div_flow)
+    total = total * (div_flow / weights[0])
     metrics["multiscale_epe"] = float(total.detach())
     return total, metrics
 

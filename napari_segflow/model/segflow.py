@@ -149,15 +149,24 @@ class SegFlowNet(nn.Module):
         logits = self.readout(fused, hidden, size=tuple(image.shape[-2:]))
         return FrameOutput(logits=logits, flow=flow, hidden=hidden, gates=gates)
 
-    def segment_clip(self, frames: torch.Tensor, bidirectional: bool = False, return_gates: bool = False) -> ClipOutput:
-        """frames (B, T, 3, H, W), T >= 2. Frame t is paired with t + 1 (the last with t - 1)."""
+    def segment_clip(
+        self,
+        frames: torch.Tensor,
+        bidirectional: bool = False,
+        return_gates: bool = False,
+        partners: list[int] | None = None,
+    ) -> ClipOutput:
+        """frames (B, T, 3, H, W), T >= 2. Frame t's flow goes to frame ``partners[t]``: by default t + 1
+        (the last frame: t - 1). Pairing a frame with itself gives the flow branch no motion to see."""
         if frames.ndim != 5 or frames.shape[1] < 2:
             raise SegFlowError(f"segment_clip needs frames shaped (B, T>=2, 3, H, W), got {tuple(frames.shape)}")
         count = frames.shape[1]
+        if partners is None:
+            partners = [t + 1 if t + 1 < count else t - 1 for t in range(count)]
         size = tuple(frames.shape[-2:])
         flows, fused_all = [], []
         for t in range(count):
-            partner = t + 1 if t + 1 < count else t - 1
+            partner = partners[t]
             appearance = self.encode_appearance(frames[:, t])
             flow = self.estimate_flow(frames[:, t], frames[:, partner], appearance)
             flows.append(flow)

@@ -46,12 +46,21 @@ def test_multiscale_epe_of_identical_flows_is_zero():
     assert metrics["epe2"] == pytest.approx(0.0, abs=1e-5)
 
 
+def test_multiscale_epe_reads_in_pixels():
+    target = torch.zeros(1, 2, 64, 64)
+    flows = [torch.zeros(1, 2, 64 // s, 64 // s) for s in (4, 8, 16, 32, 64)]
+    flows[0] = flows[0] + torch.tensor([1.0, 0.0]).view(1, 2, 1, 1) / 20  # flow2 off by 1 px
+    value, _ = multiscale_epe(tuple(flows), target)
+    assert value.item() == pytest.approx(1.0)
+
+
 def test_multiscale_epe_weights_scales():
     target = torch.zeros(1, 2, 64, 64)
     flows = [torch.zeros(1, 2, 64 // s, 64 // s) for s in (4, 8, 16, 32, 64)]
     flows[4] = flows[4] + torch.tensor([3.0, 4.0]).view(1, 2, 1, 1)  # only flow6 is off, by 5 (in /20 units)
     value, metrics = multiscale_epe(tuple(flows), target)
-    assert value.item() == pytest.approx(MULTISCALE_WEIGHTS[4] * 5 * 1 / (16 * 16))
+    # flow6 is 1x1: its summed error 5 over flow2's 16x16 pixels, weighted 0.32 against flow2's 0.005, in pixels
+    assert value.item() == pytest.approx(MULTISCALE_WEIGHTS[4] / MULTISCALE_WEIGHTS[0] * 5 / (16 * 16) * 20)
     assert metrics["epe6"] == pytest.approx(100.0)
 
 

@@ -1,0 +1,156 @@
+"""Accuracy on held-out sequences: SegFlow variants beside the classical peers, in one run.
+
+Variants (SegFlow Table 1): ``full`` (offline weights + online fine-tuning + flow features + memory);
+``-ol`` (no online fine-tuning: the generic offline model's foreground); ``-flo`` (fine-tuned and run with
+the flow branch seeing each frame paired with itself, so its features carry no motion); ``-fda`` (fine-tuned
+without the deformed-next-frame clips). Peers: the first-frame mask carried by OpenCV DIS or Farneback flow.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+
+from napari_segflow.data.resolution import DEFAULT_LONG_SIDE, WorkingResolution
+from napari_segflow.evaluation.baselines import propagate_by_flow
+from napari_segflow.evaluation.metrics import endpoint_error, score_sequence
+from napari_segflow.inference.propagation import frame_order, propagate
+from napari_segflow.model.segflow import SegFlowNet
+from napari_segflow.objects import ObjectChannels
+from napari_segflow.training.davis import Sequence
+from napari_segflow.training.online import FinetuneConfig, finetune
+
+VARIANTS = ("full", "-ol", "-flo", "-fda")
+PEERS = ("dis", "farneback")
+
+
+@dataclass
+class MethodResult:
+    method: str
+    j: dict[str, float] = field(default_factory=dict)
+    f: dict[str, float] = field(default_factory=dict)
+    finetune_seconds: dict[str, float] = field(default_factory=dict)
+    frames_per_second: dict[str, float] = field(default_factory=dict)
+
+    def mean(self, values: dict[str, float]) -> float:
+        return float(np.mean(list(values.values()))) if values else float("nan")
+
+    @property
+    def jf(self) -> float:
+        return (self.mean(self.j) + self.mean(self.f)) / 2
+
+
+def _variant_config(variant: str, base: FinetuneConfig) -> FinetuneConfig:
+    if variant == "-flo":
+        return replace(base, motion_features=False)
+    if variant == "-fda":
+        return replace(base, deformed_next_frame=False)
+    return base
+
+
+def evaluate_sequence(
+    offline: SegFlowNet,
+    sequence: Sequence,
+    methods: tuple[str, ...],
+    finetune_config: FinetuneConfig,
+    long_side: int = DEFAULT_LONG_SIDE,
+    device: str = "cpu",
+) -> dict[str, tuple[np.ndarray, float, float]]:
+    """{method: (predicted label stack, fine-tune seconds, frames/s)} for one sequence, first-frame mask given."""
+    frames = sequence.frames
+    truths = np.stack([sequence.mask(i) for i in range(len(sequence))])
+    first = (truths[0] > 0).astype(np.uint8)
+    order = frame_order(len(frames), 0, "forward")
+    geometry = WorkingResolution(frames.shape[1], frames.shape[2], long_side)
+    objects = ObjectChannels((1,))
+    out = {}
+    for method in methods:
+        if method in PEERS:
+            start = time.perf_counter()
+            labels = np.stack([l for _, l in propagate_by_flow(frames, first, order, method)])
+            out[method] = (labels, 0.0, len(order) / (time.perf_counter() - start))
+            continue
+        net = copy.deepcopy(offline).to(device)
+        seconds = 0.0
+        if method != "-ol":
+            start = time.perf_counter()
+            for _ in finetune(net, frames, {0: first}, objects, _variant_config(method, finetune_config), device):
+                pass
+            seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        results = propagate(net, frames, objects, order, geometry, device, motion_features=method != "-flo")
+        labels = np.stack([r.labels for r in results])
+        out[method] = (labels, seconds, len(order) / (time.perf_counter() - start))
+    return out
+
+
+def evaluate(
+    offline: SegFlowNet,
+    sequences: list[Sequence],
+    methods: tuple[str, ...] = VARIANTS + PEERS,
+    finetune_config: FinetuneConfig = FinetuneConfig(),
+    long_side: int = DEFAULT_LONG_SIDE,
+    device: str = "cpu",
+    progress=None,
+) -> list[MethodResult]:
+    results = {m: MethodResult(m) for m in methods}
+    for sequence in sequences:
+        truths = np.stack([(sequence.mask(i) > 0).astype(np.uint8) for i in range(len(sequence))])
+        outputs = evaluate_sequence(offline, sequence, methods, finetune_config, long_side, device)
+        for method, (labels, seconds, fps) in outputs.items():
+            scores = score_sequence(labels, truths, object_ids=[1])
+            result = results[method]
+            result.j[sequence.name] = scores.j_mean
+            result.f[sequence.name] = scores.f_mean
+            result.finetune_seconds[sequence.name] = seconds
+            result.frames_per_second[sequence.name] = fps
+        if progress is not None:
+            progress(sequence.name, {m: results[m].j[sequence.name] for m in methods})
+    return [results[m] for m in methods]
+
+
+def accuracy_table(results: list[MethodResult]) -> str:
+    names = list(results[0].j)
+    peer = next((r for r in results if r.method == "dis"), None)
+    header = "| method | J&F | J | F | " + " | ".join(f"J {n}" for n in names) + " | fine-tune s | frames/s |"
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    label = {"full": "SegFlow (full)", "-ol": "SegFlow -ol", "-flo": "SegFlow -flo", "-fda": "SegFlow -fda",
+             "dis": "DIS flow warping (peer)", "farneback": "Farneback flow warping (peer)"}
+    for r in results:
+        per_sequence = " | ".join(f"{r.j[n]:.3f}" for n in names)
+        lines.append(
+            f"| {label.get(r.method, r.method)} | {r.jf:.3f} | {r.mean(r.j):.3f} | {r.mean(r.f):.3f} | {per_sequence} | "
+            f"{r.mean(r.finetune_seconds):.1f} | {r.mean(r.frames_per_second):.1f} |"
+        )
+    if peer is not None:
+        full = next((r for r in results if r.method == "full"), None)
+        if full is not None:
+            lines.append("")
+            lines.append(f"Full method J&F / DIS peer J&F = {full.jf / peer.jf:.2f}")
+    return "\n".join(lines)
+
+
+@torch.no_grad()
+def flow_accuracy(net: SegFlowNet, clips: int = 8, size: tuple[int, int] = (256, 448), seed: int = 20_000_000):
+    """Mean EPE of the flow branch and of OpenCV DIS on held-out synthetic pairs (seeds never trained on)."""
+    from napari_segflow.data.synthetic import SyntheticConfig, SyntheticVideoGenerator
+    from napari_segflow.evaluation.baselines import optical_flow
+
+    generator = SyntheticVideoGenerator(SyntheticConfig(height=size[0], width=size[1], num_frames=2))
+    ours, dis, zero = [], [], []
+    net.eval()
+    for index in range(clips):
+        clip = generator(seed + index)
+        first = torch.from_numpy(clip.frames[0]).permute(2, 0, 1)[None]
+        second = torch.from_numpy(clip.frames[1]).permute(2, 0, 1)[None]
+        estimate = net.estimate_flow(first, second).flow[0].permute(1, 2, 0).numpy()
+        frames8 = [(f * 255 + 0.5).astype(np.uint8) for f in clip.frames]
+        ours.append(endpoint_error(estimate, clip.flows[0]))
+        dis.append(endpoint_error(optical_flow(frames8[0], frames8[1], "dis"), clip.flows[0]))
+        zero.append(endpoint_error(np.zeros_like(clip.flows[0]), clip.flows[0]))
+    return {"segflow_epe": float(np.mean(ours)), "dis_epe": float(np.mean(dis)), "zero_flow_epe": float(np.mean(zero)),
+            "clips": clips, "size": list(size)}

@@ -1,0 +1,1 @@
+"""Inference: propagation through a video and the per-video session."""

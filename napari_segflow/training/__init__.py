@@ -1,0 +1,1 @@
+"""Offline training (alternating branches) and online fine-tuning."""

@@ -1,0 +1,108 @@
+"""Training objectives as modules, so DistributedDataParallel can wrap them (the network itself has
+stage methods and no forward). Each forward returns (loss, metrics)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from napari_segflow.model.losses import (
+    balanced_cross_entropy,
+    forward_backward_loss,
+    multiscale_epe,
+    photometric_loss,
+    smoothness_loss,
+    temporal_consistency_loss,
+)
+from napari_segflow.model.segflow import SegFlowNet
+from napari_segflow.model.warp import backward_warp, forward_backward_occlusion
+
+#: Every Frame Counts loss weights.
+CONSISTENCY_WEIGHT = 10.0
+OCCLUSION_WEIGHT = 0.4
+SMOOTHNESS_WEIGHT = 0.5
+
+
+def flow_parameters(net: SegFlowNet) -> list[nn.Parameter]:
+    """The flow branch: its encoder, decoder and the seg -> flow bridges."""
+    modules = [net.flow_encoder, net.flow_decoder] + ([net.seg_to_flow] if net.seg_to_flow is not None else [])
+    return [p for m in modules for p in m.parameters()]
+
+
+def segmentation_parameters(net: SegFlowNet) -> list[nn.Parameter]:
+    """Everything else: appearance encoder, score heads (with the flow -> seg bridges), memory, readout."""
+    flow = {id(p) for p in flow_parameters(net)}
+    return [p for p in net.parameters() if id(p) not in flow]
+
+
+def train_only(net: SegFlowNet, branch: str) -> list[nn.Parameter]:
+    """Freeze one branch, unfreeze the other; return the trainable parameters."""
+    trainable = segmentation_parameters(net) if branch == "seg" else flow_parameters(net)
+    ids = {id(p) for p in trainable}
+    for p in net.parameters():
+        p.requires_grad_(id(p) in ids)
+    return trainable
+
+
+class SegmentationObjective(nn.Module):
+    """Balanced cross-entropy over a window run through the memory (one way or both ways)."""
+
+    def __init__(self, net: SegFlowNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(
+        self, frames: torch.Tensor, masks: torch.Tensor, bidirectional: bool, partners: list[int] | None = None
+    ) -> tuple[torch.Tensor, dict]:
+        """frames (B, T, 3, H, W); masks (B, T, H, W) class indices; partners: see SegFlowNet.segment_clip."""
+        clip = self.net.segment_clip(frames, bidirectional=bidirectional, partners=partners)
+        losses, accuracy = [], []
+        for t in range(frames.shape[1]):
+            loss, metrics = balanced_cross_entropy(clip.logits[:, t].float(), masks[:, t])
+            losses.append(loss)
+            accuracy.append(metrics["pixel_accuracy"])
+        loss = torch.stack(losses).mean()
+        with torch.no_grad():
+            predicted = clip.logits.argmax(2) > 0
+            target = masks > 0
+            union = (predicted | target).sum().clamp_min(1)
+            iou = (predicted & target).sum() / union
+        return loss, {"seg_loss": float(loss.detach()), "pixel_accuracy": sum(accuracy) / len(accuracy), "iou": float(iou)}
+
+
+class FlowObjective(nn.Module):
+    """Supervised multi-scale EPE where the flow is known; the unsupervised losses of Every Frame Counts
+    (photometric, smoothness, forward-backward, feature temporal consistency) where it is not."""
+
+    def __init__(self, net: SegFlowNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, first: torch.Tensor, second: torch.Tensor, flow: torch.Tensor | None) -> tuple[torch.Tensor, dict]:
+        """first, second (B, 3, H, W); flow (B, 2, H, W) in pixels, or None for unsupervised."""
+        with torch.no_grad():
+            appearance_first = self.net.encode_appearance(first)
+        estimate = self.net.estimate_flow(first, second, appearance_first)
+        if flow is not None:
+            loss, metrics = multiscale_epe(tuple(f.float() for f in estimate.flows), flow, self.net.config.div_flow)
+            with torch.no_grad():
+                metrics["epe"] = float((estimate.flow.float() - flow).norm(dim=1).mean())
+            metrics["flow_loss"] = float(loss.detach())
+            return loss, metrics
+        with torch.no_grad():
+            appearance_second = self.net.encode_appearance(second)
+        backward = self.net.estimate_flow(second, first, appearance_second)
+        forward_flow, backward_flow = estimate.flow.float(), backward.flow.float()
+        occluded = forward_backward_occlusion(forward_flow.detach(), backward_flow.detach())
+        warped, _ = backward_warp(second, forward_flow)
+        photometric, m1 = photometric_loss(first, warped, ~occluded)
+        smooth, m2 = smoothness_loss(forward_flow / 20, first)
+        fb, m3 = forward_backward_loss(forward_flow, backward_flow)
+        consistency, m4 = temporal_consistency_loss(appearance_first.s8, appearance_second.s8, forward_flow, ~occluded)
+        loss = (
+            photometric
+            + SMOOTHNESS_WEIGHT * smooth
+            + OCCLUSION_WEIGHT * fb / 20
+            + CONSISTENCY_WEIGHT * consistency
+        )
+        return loss, {**m1, **m2, **m3, **m4, "flow_loss": float(loss.detach())}
