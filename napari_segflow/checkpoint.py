@@ -19,16 +19,21 @@ FORMAT = "napari-segflow-checkpoint"
 VERSION = 1
 
 
-def save_checkpoint(model, path, metadata: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(model, path, metadata: dict[str, Any] | None = None, half: bool = False) -> Path:
+    """Write ``model`` with its config. ``half`` stores floating-point tensors as float16 (half the size;
+    they load back as float32)."""
     import torch
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     payload = {
         "format": FORMAT,
         "version": VERSION,
         "config": model.config.to_dict(),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": state,
         "metadata": metadata or {},
     }
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -62,8 +67,9 @@ def load_checkpoint(path, expected: ModelConfig | str | None = None, map_locatio
     config = ModelConfig.from_dict(payload["config"], source=str(path))
     _check_expected(config, expected, path)
     model = SegFlowNet(config)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
     try:
-        model.load_state_dict(payload["state_dict"], strict=True)
+        model.load_state_dict(state, strict=True)
     except RuntimeError as error:
         detail = " ".join(str(error).split())
         raise SegFlowError(f"{path}: weights do not fit the stored model config: {detail}") from error

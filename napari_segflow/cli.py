@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from napari_segflow.errors import SegFlowError
+
+DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "small.pt"
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -15,11 +18,43 @@ def _bench(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.part == "accuracy":
+        return _bench_accuracy(args)
     print(f"benchmarking the model ({', '.join(args.presets)}) ...", file=sys.stderr)
     timings = benchmark_model(tuple(args.presets), repeats=args.repeats, long_side=args.long_side)
     print("benchmarking synthetic data ...", file=sys.stderr)
     data = benchmark_synthetic(clips=args.clips)
     print(model_report(timings, data, torch.get_num_threads()))
+    return 0
+
+
+def _bench_accuracy(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict, replace
+
+    from napari_segflow.checkpoint import load_checkpoint
+    from napari_segflow.evaluation.accuracy import VARIANTS, PEERS, accuracy_table, evaluate, flow_accuracy
+    from napari_segflow.training.davis import HELD_OUT, find_sequences
+    from napari_segflow.training.online import FinetuneConfig
+
+    net, _ = load_checkpoint(args.weights)
+    sequences = find_sequences(args.davis_root, names=args.sequences or list(HELD_OUT))
+    config = replace(FinetuneConfig(), steps=args.finetune_steps, time_budget=args.finetune_seconds)
+    methods = tuple(args.methods or (VARIANTS + PEERS))
+
+    def report(name, scores):
+        print(f"  {name}: " + ", ".join(f"{m} J={j:.3f}" for m, j in scores.items()), file=sys.stderr)
+
+    print(f"accuracy on {len(sequences)} held-out sequence(s), first-frame mask given ...", file=sys.stderr)
+    results = evaluate(net, sequences, methods, config, long_side=args.long_side, progress=report)
+    print(accuracy_table(results))
+    flow = flow_accuracy(net)
+    print(f"\nFlow on {flow['clips']} held-out synthetic pairs ({flow['size'][1]}x{flow['size'][0]}): "
+          f"SegFlow EPE {flow['segflow_epe']:.2f} px, DIS {flow['dis_epe']:.2f} px, zero flow {flow['zero_flow_epe']:.2f} px")
+    if args.json:
+        payload = {"methods": [asdict(r) | {"jf": r.jf} for r in results], "flow": flow,
+                   "finetune": asdict(config), "long_side": args.long_side, "weights": str(args.weights)}
+        Path(args.json).write_text(json.dumps(payload, indent=1))
     return 0
 
 
@@ -45,12 +80,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="segflow", description="SegFlow video object segmentation and optical flow.")
     commands = parser.add_subparsers(dest="command", required=True)
     bench = commands.add_parser("bench", help="speed (and later accuracy) beside classical peers")
-    bench.add_argument("--part", choices=["model"], default="model", help="what to benchmark (default: model)")
+    bench.add_argument("--part", choices=["model", "accuracy"], default="model",
+                       help="model: speed of both presets; accuracy: held-out J&F and flow EPE (default: model)")
     bench.add_argument("--presets", nargs="+", default=["small", "paper"], choices=["small", "paper"])
     bench.add_argument("--repeats", type=int, default=10, help="timed forward passes per preset (default: 10)")
     bench.add_argument("--clips", type=int, default=4, help="synthetic clips to time (default: 4)")
     bench.add_argument("--long-side", type=int, default=448, help="working resolution long side (default: 448)")
     bench.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    bench.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="checkpoint for --part accuracy")
+    bench.add_argument("--davis-root", default="../shared/data/davis2016-train-240p",
+                       help="sequences for --part accuracy (<seq>/frames + <seq>/masks, or the DAVIS layout)")
+    bench.add_argument("--sequences", nargs="*", help="sequence names (default: the six held out of training)")
+    bench.add_argument("--methods", nargs="*", help="subset of full -ol -flo -fda dis farneback")
+    bench.add_argument("--finetune-steps", type=int, default=150)
+    bench.add_argument("--finetune-seconds", type=float, default=60.0)
+    bench.add_argument("--json", help="also write the results as JSON here")
     bench.set_defaults(run=_bench)
 
     train = commands.add_parser("train", help="offline training: rounds alternating the two branches")

@@ -65,3 +65,15 @@ def test_damaged_and_foreign_files(tmp_path):
         load_checkpoint(tmp_path / "foreign.pt")
     with pytest.raises(SegFlowError, match="no such checkpoint"):
         load_checkpoint(tmp_path / "absent.pt")
+
+
+def test_half_precision_file_is_half_the_size_and_loads_as_float32(tiny_config, tmp_path):
+    net = SegFlowNet(tiny_config)
+    full = save_checkpoint(net, tmp_path / "full.pt")
+    half = save_checkpoint(net, tmp_path / "half.pt", half=True)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    loaded, _ = load_checkpoint(half)
+    for key, value in net.state_dict().items():
+        restored = loaded.state_dict()[key]
+        assert restored.dtype == value.dtype
+        torch.testing.assert_close(restored, value.half().to(value.dtype))
