@@ -15,17 +15,7 @@ def _deterministic_torch():
 @pytest.fixture(scope="session")
 def tiny_config():
     """A SegFlow small enough to train in a test, same design as the presets."""
-    return preset_config(
-        "small",
-        seg_stem_channels=8,
-        seg_stage_channels=(8, 16, 16, 24),
-        seg_stage_blocks=(1, 1, 1, 1),
-        seg_head_channels=16,
-        flow_encoder_channels=(8, 16, 24, 24, 32, 32),
-        flow_decoder_channels=(24, 16, 16, 8),
-        bridge_channels=8,
-        memory_channels=8,
-    )
+    return preset_config("small", **TINY_OVERRIDES)
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +32,32 @@ def to_chw(array: np.ndarray) -> torch.Tensor:
     """(..., H, W, C) numpy -> (..., C, H, W) tensor."""
     tensor = torch.from_numpy(np.ascontiguousarray(array))
     return tensor.movedim(-1, -3)
+
+
+TINY_OVERRIDES = dict(
+    seg_stem_channels=8,
+    seg_stage_channels=(8, 16, 16, 24),
+    seg_stage_blocks=(1, 1, 1, 1),
+    seg_head_channels=16,
+    flow_encoder_channels=(8, 16, 24, 24, 32, 32),
+    flow_decoder_channels=(24, 16, 16, 8),
+    bridge_channels=8,
+    memory_channels=8,
+)
+
+
+@pytest.fixture(scope="session")
+def davis_folder(tmp_path_factory, synthetic_generator):
+    """A DAVIS-style folder of three short synthetic sequences (<seq>/frames/*.jpg, <seq>/masks/*.png)."""
+    from PIL import Image
+
+    from napari_segflow.data.io import write_label_png
+
+    root = tmp_path_factory.mktemp("davis")
+    for seed, name in ((1, "alpha"), (2, "beta"), (3, "val")):
+        clip = synthetic_generator(seed)
+        (root / name / "frames").mkdir(parents=True)
+        for t, frame in enumerate(clip.frames):
+            Image.fromarray((frame * 255).astype(np.uint8)).save(root / name / "frames" / f"{t:05d}.jpg", quality=95)
+            write_label_png(clip.masks[t].astype(np.uint8), root / name / "masks" / f"{t:05d}.png")
+    return root

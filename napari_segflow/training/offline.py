@@ -406,5 +406,5 @@ class OfflineTrainer:
             "wall_seconds": round(self.progress.elapsed, 1),
             "device": str(self.device),
             "world_size": self.world,
-            "torch": torch.__version__,
+            "torch": str(torch.__version__),
         }

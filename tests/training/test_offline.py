@@ -1,0 +1,114 @@
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from napari_segflow.checkpoint import load_checkpoint
+from napari_segflow.errors import SegFlowError
+from napari_segflow.training.davis import find_sequences
+from napari_segflow.training.offline import OfflineTrainer, TrainConfig, load_train_config
+from tests.conftest import TINY_OVERRIDES
+
+
+@pytest.fixture
+def tiny_train_config(davis_folder, tmp_path):
+    return TrainConfig(
+        output=str(tmp_path / "run"),
+        model_overrides=dict(TINY_OVERRIDES),
+        davis_root=str(davis_folder),
+        held_out=("val",),
+        size=(64, 128),
+        window=3,
+        batch_size=1,
+        rounds=1,
+        phase_max_steps=(4, 4),
+        phase_min_steps=2,
+        validate_every=2,
+        patience=1,
+        checkpoint_every=2,
+        validation_synthetic_clips=2,
+        validation_window=3,
+    )
+
+
+def test_a_round_trains_both_branches_logs_and_writes_a_checkpoint(tiny_train_config):
+    trainer = OfflineTrainer(tiny_train_config)
+    assert trainer.training_names == ["alpha", "beta"]
+    flow_before = trainer.net.flow_encoder.conv1[0].weight.detach().clone()
+    seg_before = trainer.net.appearance_encoder.stem[0][0].weight.detach().clone()
+    final = trainer.run(progress_bar=False)
+    net, metadata = load_checkpoint(final)
+    assert not torch.equal(net.flow_encoder.conv1[0].weight, flow_before)
+    assert not torch.equal(net.appearance_encoder.stem[0][0].weight, seg_before)
+    assert metadata["held_out_sequences"] == ["val"] and metadata["steps"] == 8
+    records = [json.loads(line) for line in open(trainer.output / "metrics.jsonl")]
+    phases = [r["phase"] for r in records if r["kind"] == "train"]
+    assert phases == ["flow"] * 4 + ["seg"] * 4
+    validations = [r for r in records if r["kind"] == "validation"]
+    assert {"val_epe", "val_iou"} <= {k for r in validations for k in r}
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tiny_train_config, tmp_path, monkeypatch):
+    reference = OfflineTrainer(replace(tiny_train_config, output=str(tmp_path / "reference")))
+    reference_net, _ = load_checkpoint(reference.run(progress_bar=False))
+
+    trainer = OfflineTrainer(tiny_train_config)
+    original_step = OfflineTrainer._step
+    calls = {"n": 0}
+
+    def interrupted(self, objective, phase):
+        calls["n"] += 1
+        if calls["n"] == 6:  # a Ctrl-C in the middle of the seg phase
+            raise KeyboardInterrupt
+        return original_step(self, objective, phase)
+
+    monkeypatch.setattr(OfflineTrainer, "_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run(progress_bar=False)
+    monkeypatch.setattr(OfflineTrainer, "_step", original_step)
+    assert trainer.state_path.is_file()
+    resumed = OfflineTrainer(tiny_train_config)
+    resumed.resume()
+    assert resumed.progress.global_step == 5 and resumed.progress.phase == "seg"
+    resumed_net, _ = load_checkpoint(resumed.run(progress_bar=False))
+    for key, value in reference_net.state_dict().items():
+        torch.testing.assert_close(resumed_net.state_dict()[key], value, rtol=0, atol=0, msg=key)
+
+
+def test_config_errors_name_the_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("rounds: 2\nlearning_rate: 0.1\n")
+    with pytest.raises(SegFlowError, match="bad.yaml: unknown setting.*learning_rate"):
+        load_train_config(path)
+    path.write_text("size: [100, 128]\n")
+    with pytest.raises(SegFlowError, match="multiples of 64"):
+        load_train_config(path)
+    path.write_text("model_overrides: {depth: 3}\n")
+    with pytest.raises(SegFlowError, match="bad.yaml.*unknown model setting"):
+        load_train_config(path)
+    with pytest.raises(SegFlowError, match="no such config"):
+        load_train_config(tmp_path / "absent.yaml")
+
+
+def test_shipped_config_loads():
+    from pathlib import Path
+
+    config = load_train_config(Path(__file__).resolve().parents[2] / "configs" / "offline_small.yaml")
+    assert config.preset == "small" and config.rounds == 3
+
+
+def test_frames_and_masks_that_do_not_match_are_refused(davis_folder, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(davis_folder / "alpha", broken / "alpha")
+    (broken / "alpha" / "masks" / "00003.png").unlink()
+    with pytest.raises(SegFlowError, match="5 frames but 4 masks"):
+        find_sequences(broken)
+    (broken / "alpha" / "masks" / "00004.png").rename(broken / "alpha" / "masks" / "00003.png")
+    shutil.copy(broken / "alpha" / "masks" / "00000.png", broken / "alpha" / "masks" / "00009.png")
+    with pytest.raises(SegFlowError, match="frame '00004' has no mask"):
+        find_sequences(broken)
+    with pytest.raises(SegFlowError, match="no sequence named nope"):
+        find_sequences(davis_folder, names=["nope"])

@@ -1,0 +1,83 @@
+import numpy as np
+import pytest
+import torch
+
+from napari_segflow.errors import SegFlowError
+from napari_segflow.model.segflow import SegFlowNet
+from napari_segflow.objects import ObjectChannels
+from napari_segflow.training.objectives import flow_parameters
+from napari_segflow.training.online import FinetuneConfig, finetune
+
+
+@pytest.fixture
+def video(synthetic_clip):
+    return (synthetic_clip.frames * 255).astype(np.uint8), synthetic_clip.instances
+
+
+def test_finetune_yields_each_step_and_keeps_the_flow_branch(tiny_config, video):
+    frames, instances = video
+    net = SegFlowNet(tiny_config)
+    flow_before = [p.detach().clone() for p in flow_parameters(net)]
+    seg_before = net.appearance_encoder.stem[0][0].weight.detach().clone()
+    config = FinetuneConfig(steps=4, time_budget=None, long_side=128)
+    steps = list(finetune(net, frames, {0: instances[0]}, config=config))
+    objects = ObjectChannels.from_annotations({0: instances[0]})
+    assert [s.step for s in steps] == [1, 2, 3, 4] and all(np.isfinite(s.loss) for s in steps)
+    assert steps[-1].elapsed >= steps[0].elapsed
+    assert net.config.num_classes == objects.num_objects + 1
+    assert all(torch.equal(a, b) for a, b in zip(flow_before, flow_parameters(net)))
+    assert not torch.equal(seg_before, net.appearance_encoder.stem[0][0].weight)
+    assert all(p.requires_grad for p in net.parameters()) and not net.training
+
+
+def test_finetune_learns_the_annotated_objects(tiny_config, video):
+    frames, instances = video
+    net = SegFlowNet(tiny_config)
+    annotations = {0: instances[0]}
+    steps = list(finetune(net, frames, annotations, config=FinetuneConfig(steps=60, time_budget=None, long_side=128)))
+    first, last = np.mean([s.loss for s in steps[:5]]), np.mean([s.loss for s in steps[-5:]])
+    assert last < 0.6 * first
+
+
+def test_time_budget_stops_early(tiny_config, video):
+    frames, instances = video
+    config = FinetuneConfig(steps=100, time_budget=1e-6, long_side=128)
+    assert len(list(finetune(SegFlowNet(tiny_config), frames, {0: instances[0]}, config=config))) == 1
+
+
+def test_closing_the_generator_cancels(tiny_config, video):
+    frames, instances = video
+    net = SegFlowNet(tiny_config)
+    run = finetune(net, frames, {0: instances[0]}, config=FinetuneConfig(steps=50, time_budget=None, long_side=128))
+    next(run)
+    run.close()
+    assert not net.training and all(p.requires_grad for p in net.parameters())
+
+
+def test_bad_annotations_fail_before_any_work(tiny_config, video):
+    frames, instances = video
+    net = SegFlowNet(tiny_config)
+    cases = [
+        ({}, "no annotated frame"),
+        ({0: np.zeros_like(instances[0])}, "hold no object"),
+        ({9: instances[0]}, "frame 9: out of range"),
+        ({0: instances[0][:10]}, "frame 0: the mask is 128x10"),
+    ]
+    for annotations, message in cases:
+        with pytest.raises(SegFlowError, match=message):
+            next(finetune(net, frames, annotations))
+    with pytest.raises(SegFlowError, match=r"not among the objects \[9\]"):
+        next(finetune(net, frames, {0: instances[0]}, objects=ObjectChannels((9,))))
+    assert net.config.num_classes == 2  # nothing changed
+
+
+def test_object_channels_map_ids_both_ways():
+    objects = ObjectChannels((3, 7))
+    labels = np.array([[0, 3], [7, 3]])
+    channels = objects.to_channels(labels)
+    np.testing.assert_array_equal(channels, [[0, 1], [2, 1]])
+    np.testing.assert_array_equal(objects.to_ids(channels), labels)
+    with pytest.raises(SegFlowError, match="distinct"):
+        ObjectChannels((2, 2))
+    with pytest.raises(SegFlowError, match="at most 255"):
+        ObjectChannels((300,))
