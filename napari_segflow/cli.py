@@ -20,11 +20,38 @@ def _bench(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if args.part == "accuracy":
         return _bench_accuracy(args)
+    if args.part == "finetune":
+        return _bench_finetune(args)
     print(f"benchmarking the model ({', '.join(args.presets)}) ...", file=sys.stderr)
     timings = benchmark_model(tuple(args.presets), repeats=args.repeats, long_side=args.long_side)
     print("benchmarking synthetic data ...", file=sys.stderr)
     data = benchmark_synthetic(clips=args.clips)
     print(model_report(timings, data, torch.get_num_threads()))
+    return 0
+
+
+def _bench_finetune(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch.nn.functional as F
+    import torch
+
+    from napari_segflow.data.io import open_video, read_annotation
+    from napari_segflow.evaluation.benchmark import benchmark_finetune
+
+    video = open_video(args.video)
+    frames = video[: min(len(video), 8)]
+    mask = read_annotation(args.mask, video.shape[1:])
+    if args.frame_size:
+        # the fine-tune works at the working resolution; this shows what a larger input costs on top
+        height, width = args.frame_size
+        tensor = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
+        frames = F.interpolate(tensor, size=(height, width), mode="bilinear").round().byte().permute(0, 2, 3, 1).numpy()
+        mask = F.interpolate(torch.from_numpy(mask)[None, None].float(), size=(height, width), mode="nearest")[0, 0]
+        mask = mask.byte().numpy()
+    timing = benchmark_finetune(args.weights, np.ascontiguousarray(frames), mask)
+    print(f"| frames | working size | steps | seconds | peak RSS |\n|---|---|---:|---:|---:|\n"
+          f"| {timing.frame_size[1]}x{timing.frame_size[0]} | {timing.working_size[1]}x{timing.working_size[0]} | "
+          f"{timing.steps} | {timing.seconds:.1f} | {timing.peak_rss_megabytes:.0f} MB |")
     return 0
 
 
@@ -58,6 +85,56 @@ def _bench_accuracy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    import numpy as np
+    from PIL import Image
+    from tqdm import tqdm
+
+    from napari_segflow.checkpoint import load_checkpoint
+    from napari_segflow.data.flowviz import flow_to_rgb
+    from napari_segflow.data.io import open_video, read_annotation, read_label_image, write_label_png
+    from napari_segflow.data.resolution import WorkingResolution
+    from napari_segflow.evaluation.baselines import propagate_by_flow
+    from napari_segflow.evaluation.metrics import score_sequence
+    from napari_segflow.inference.propagation import frame_order, propagate
+    from napari_segflow.objects import ObjectChannels
+    from napari_segflow.training.offline import choose_device
+    from napari_segflow.training.online import FinetuneConfig, finetune
+
+    sample = Path(args.sample)
+    video = open_video(sample / f"{sample.name}.mp4")
+    mask = read_annotation(sample / "first_frame_mask.png", video.shape[1:])
+    device = choose_device(args.device)
+    net, _ = load_checkpoint(args.weights)
+    objects = ObjectChannels.from_annotations({0: mask})
+    config = FinetuneConfig(time_budget=args.finetune_seconds)
+    with tqdm(total=config.steps, desc="fine-tune", unit="step", file=sys.stderr) as bar:
+        for step in finetune(net, video, {0: mask}, objects, config, device):
+            bar.update(1)
+            bar.set_postfix(loss=f"{step.loss:.3f}")
+    out = Path(args.out)
+    geometry = WorkingResolution(video.shape[1], video.shape[2])
+    predictions = []
+    order = frame_order(len(video), 0, "forward")
+    for result in tqdm(propagate(net, video, objects, order, geometry, device), total=len(order),
+                       desc="propagate", unit="frame", file=sys.stderr):
+        write_label_png(result.labels, out / "masks" / f"{result.index:05d}.png")
+        flow_path = out / "flow" / f"{result.index:05d}.png"
+        flow_path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(flow_to_rgb(result.flow)).save(flow_path)
+        predictions.append(result.labels)
+    truth_paths = sorted((sample / "masks").glob("*.png"))
+    if len(truth_paths) == len(video):
+        truths = np.stack([read_label_image(p) for p in truth_paths])
+        ours = score_sequence(np.stack(predictions), truths)
+        peer = np.stack([labels for _, labels in propagate_by_flow(video, mask, order, "dis")])
+        theirs = score_sequence(peer, truths)
+        print(f"{sample.name}: SegFlow J {ours.j_mean:.3f} F {ours.f_mean:.3f} | "
+              f"DIS flow warping J {theirs.j_mean:.3f} F {theirs.f_mean:.3f}")
+    print(f"masks: {out / 'masks'}  flow colours: {out / 'flow'}")
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from napari_segflow.training.offline import OfflineTrainer, load_train_config
 
@@ -80,8 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="segflow", description="SegFlow video object segmentation and optical flow.")
     commands = parser.add_subparsers(dest="command", required=True)
     bench = commands.add_parser("bench", help="speed (and later accuracy) beside classical peers")
-    bench.add_argument("--part", choices=["model", "accuracy"], default="model",
-                       help="model: speed of both presets; accuracy: held-out J&F and flow EPE (default: model)")
+    bench.add_argument("--part", choices=["model", "accuracy", "finetune"], default="model",
+                       help="model: speed of both presets; accuracy: held-out J&F and flow EPE; "
+                            "finetune: one default fine-tune's time and memory (default: model)")
     bench.add_argument("--presets", nargs="+", default=["small", "paper"], choices=["small", "paper"])
     bench.add_argument("--repeats", type=int, default=10, help="timed forward passes per preset (default: 10)")
     bench.add_argument("--clips", type=int, default=4, help="synthetic clips to time (default: 4)")
@@ -95,7 +173,19 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--finetune-steps", type=int, default=150)
     bench.add_argument("--finetune-seconds", type=float, default=60.0)
     bench.add_argument("--json", help="also write the results as JSON here")
+    bench.add_argument("--video", default="sample_data/bear/bear.mp4", help="video for --part finetune")
+    bench.add_argument("--mask", default="sample_data/bear/first_frame_mask.png", help="its first-frame mask")
+    bench.add_argument("--frame-size", type=int, nargs=2, metavar=("H", "W"), default=(480, 854),
+                       help="resize the frames to this size for --part finetune (default: 480 854)")
     bench.set_defaults(run=_bench)
+
+    demo = commands.add_parser("demo", help="fine-tune on the sample clip's first frame, propagate, score")
+    demo.add_argument("--sample", default="sample_data/bear", help="folder with NAME.mp4, first_frame_mask.png, masks/")
+    demo.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
+    demo.add_argument("--out", default="out/demo")
+    demo.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, ...")
+    demo.add_argument("--finetune-seconds", type=float, default=60.0)
+    demo.set_defaults(run=_demo)
 
     train = commands.add_parser("train", help="offline training: rounds alternating the two branches")
     train.add_argument("--config", required=True, help="YAML file of TrainConfig settings")

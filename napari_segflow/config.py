@@ -87,4 +87,6 @@ def preset_config(name: str, **overrides: Any) -> ModelConfig:
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise SegFlowError(f"unknown model setting(s) for preset {name!r}: {', '.join(unknown)}")
+    # settings read from YAML arrive as lists
+    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
     return replace(PRESETS[name], **overrides)

@@ -127,3 +127,29 @@ def model_report(timings: list[ModelTiming], data: DataTiming, threads: int) -> 
     if peer is None:
         lines.append("OpenCV is not installed: no peer timing (pip install 'napari-segflow[bench]').")
     return "\n".join(lines)
+
+
+@dataclass
+class FinetuneTiming:
+    steps: int
+    seconds: float
+    frame_size: tuple[int, int]
+    working_size: tuple[int, int]
+    peak_rss_megabytes: float
+
+
+def benchmark_finetune(weights, frames: np.ndarray, mask: np.ndarray, config=None) -> FinetuneTiming:
+    """Run one online fine-tune with the default budget on ``frames`` (T, H, W, 3) from ``mask``."""
+    from napari_segflow.checkpoint import load_checkpoint
+    from napari_segflow.data.resolution import WorkingResolution
+    from napari_segflow.training.online import FinetuneConfig, finetune
+
+    config = config or FinetuneConfig()
+    net, _ = load_checkpoint(weights)
+    start = time.perf_counter()
+    steps = 0
+    for step in finetune(net, frames, {0: mask}, config=config):
+        steps = step.step
+    seconds = time.perf_counter() - start
+    geometry = WorkingResolution(frames.shape[1], frames.shape[2], config.long_side)
+    return FinetuneTiming(steps, seconds, frames.shape[1:3], geometry.padded, peak_rss_megabytes())

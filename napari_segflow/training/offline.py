@@ -182,7 +182,8 @@ class OfflineTrainer:
         objective = FlowObjective(self.net) if phase == "flow" else SegmentationObjective(self.net)
         if self.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            objective = torch.nn.parallel.DistributedDataParallel(objective, device_ids=ids)
+            # one of the memory readouts (one way / both ways) sits out each step
+            objective = torch.nn.parallel.DistributedDataParallel(objective, device_ids=ids, find_unused_parameters=True)
         return objective
 
     def _validation_clips(self):

@@ -112,3 +112,27 @@ def test_frames_and_masks_that_do_not_match_are_refused(davis_folder, tmp_path):
         find_sequences(broken)
     with pytest.raises(SegFlowError, match="no sequence named nope"):
         find_sequences(davis_folder, names=["nope"])
+
+
+def test_torchrun_with_two_processes(tiny_train_config, tmp_path):
+    """The same command under torchrun: two CPU processes (gloo) train one model with DistributedDataParallel."""
+    import os
+    import subprocess
+    import sys
+    from dataclasses import asdict
+
+    import yaml
+
+    values = asdict(tiny_train_config)
+    values["output"] = str(tmp_path / "ddp")
+    values = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+    values["model_overrides"] = {k: list(v) if isinstance(v, tuple) else v for k, v in values["model_overrides"].items()}
+    config_path = tmp_path / "ddp.yaml"
+    config_path.write_text(yaml.safe_dump(values))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+               "-m", "napari_segflow.cli", "train", "--config", str(config_path), "--no-progress"]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    net, metadata = load_checkpoint(tmp_path / "ddp" / "final.pt")
+    assert metadata["world_size"] == 2 and metadata["steps"] == 8

@@ -81,3 +81,13 @@ def test_object_channels_map_ids_both_ways():
         ObjectChannels((2, 2))
     with pytest.raises(SegFlowError, match="at most 255"):
         ObjectChannels((300,))
+
+
+def test_adapt_flow_lets_the_flow_branch_learn_from_the_video(tiny_config, video):
+    frames, instances = video
+    net = SegFlowNet(tiny_config)
+    before = [p.detach().clone() for p in flow_parameters(net)]
+    config = FinetuneConfig(steps=2, time_budget=None, long_side=128, adapt_flow=True)
+    steps = list(finetune(net, frames, {0: instances[0]}, config=config))
+    assert "flow_adapt_loss" in steps[-1].metrics
+    assert any(not torch.equal(a, b) for a, b in zip(before, flow_parameters(net)))
