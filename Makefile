@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 demo: $(STAMP)
-	$(VENV)/bin/segflow bench --part model
+	$(VENV)/bin/segflow demo
 
 test: $(STAMP)
 	QT_API=pyqt5 tools/with_display.sh $(PY) -m pytest -q $(PYTEST_ARGS)

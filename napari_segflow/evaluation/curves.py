@@ -71,8 +71,16 @@ def plot_training_curve(rows: list[dict], path=None, title: str = "Offline train
     import matplotlib.pyplot as plt
 
     def series(kind, key):
-        points = [(int(r["global_step"]), float(r[key])) for r in rows if r["kind"] == kind and r[key] not in ("", None)]
-        return np.array(points).reshape(-1, 2)
+        """(N, 2) points; a NaN row between phases so lines do not bridge them."""
+        points, phase = [], None
+        for r in rows:
+            if r["kind"] != kind or r[key] in ("", None):
+                continue
+            if phase is not None and (r["round"], r["phase"]) != phase:
+                points.append((np.nan, np.nan))
+            phase = (r["round"], r["phase"])
+            points.append((int(r["global_step"]), float(r[key])))
+        return np.array(points, dtype=float).reshape(-1, 2)
 
     figure, (seg_axis, flow_axis) = plt.subplots(1, 2, figsize=(11, 3.6))
     for axis, (train_key, val_key, ylabel) in zip(
@@ -84,6 +92,8 @@ def plot_training_curve(rows: list[dict], path=None, title: str = "Offline train
             axis.plot(train[:, 0], train[:, 1], lw=1, alpha=0.7, label=f"training {train_key.replace('_', ' ')}")
         if len(validation):
             axis.plot(validation[:, 0], validation[:, 1], "o-", ms=3, label=f"validation {val_key.replace('_', ' ')}")
+        if axis is flow_axis:
+            axis.set_yscale("log")  # an early unstable step can be 100x the rest
         _mark_phases(axis, rows)
         axis.set_xlabel("iteration")
         axis.set_ylabel(ylabel)
