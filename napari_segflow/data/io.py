@@ -161,7 +161,6 @@ class TiffStackFrames(VideoFrames):
         try:
             self._tiff = tifffile.TiffFile(path)
             series = self._tiff.series[0]
-            shape = series.shape
         except Exception as error:
             raise SegFlowError(f"{path}: cannot read this TIFF file ({error})") from error
         self._lock = threading.Lock()

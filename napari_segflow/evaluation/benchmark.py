@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import resource
+import sys
 import time
 from dataclasses import dataclass
 
@@ -26,7 +26,13 @@ def _time(function, repeats: int) -> float:
 
 
 def peak_rss_megabytes() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident memory of this process (Linux and macOS report it; elsewhere NaN)."""
+    try:
+        import resource
+    except ImportError:
+        return float("nan")
+    scale = 1024 * 1024 if sys.platform == "darwin" else 1024  # macOS reports bytes, Linux kilobytes
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
 
 
 def benchmark_model(
@@ -52,20 +58,26 @@ def benchmark_model(
         torch.manual_seed(seed)
         net = build_segflow(preset).eval()
         with torch.inference_mode():
-            state = {"hidden": None}
-
-            def forward():
-                images = geometry.frames_to_network(frames)
-                output = net.step(images[:1], images[1:], state["hidden"])
-                state["hidden"] = output.hidden
-                geometry.logits_to_frame(output.logits)
-
+            forward = _forward_pair(net, geometry, frames)
             milliseconds = _time(forward, repeats if preset == "small" else max(1, repeats // 3))
         results.append(ModelTiming(f"SegFlow {preset}", net.parameter_count(), milliseconds, geometry.padded))
     peer = _dis_timing(frames, geometry, repeats)
     if peer is not None:
         results.append(peer)
     return results
+
+
+def _forward_pair(net, geometry, frames: np.ndarray):
+    """A callable doing what propagation does per frame: resize, both branches, a memory step, logits back."""
+    state = {"hidden": None}
+
+    def forward() -> None:
+        images = geometry.frames_to_network(frames)
+        output = net.step(images[:1], images[1:], state["hidden"])
+        state["hidden"] = output.hidden
+        geometry.logits_to_frame(output.logits)
+
+    return forward
 
 
 def _dis_timing(frames: np.ndarray, geometry, repeats: int) -> ModelTiming | None:
