@@ -91,3 +91,18 @@ def test_adapt_flow_lets_the_flow_branch_learn_from_the_video(tiny_config, video
     steps = list(finetune(net, frames, {0: instances[0]}, config=config))
     assert "flow_adapt_loss" in steps[-1].metrics
     assert any(not torch.equal(a, b) for a, b in zip(before, flow_parameters(net)))
+
+
+def test_a_correction_warm_starts_from_the_previous_fine_tune(tiny_config, video):
+    frames, instances = video
+    net = SegFlowNet(tiny_config)
+    config = FinetuneConfig(steps=3, time_budget=None, long_side=128)
+    list(finetune(net, frames, {0: instances[0]}, config=config))
+    tuned = {k: v.clone() for k, v in net.state_dict().items()}
+    corrected = {0: instances[0], 3: instances[3]}
+    first = next(finetune(net, frames, corrected, config=FinetuneConfig(steps=1, time_budget=None, long_side=128,
+                                                                         learning_rate=1e-12)))
+    assert first.step == 1
+    # with a vanishing learning rate one more step leaves the previous fine-tune's weights in place
+    for key, value in tuned.items():
+        torch.testing.assert_close(net.state_dict()[key], value, atol=1e-6, rtol=0)
