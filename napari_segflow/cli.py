@@ -123,6 +123,7 @@ def _demo(args: argparse.Namespace) -> int:
         flow_path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(flow_to_rgb(result.flow)).save(flow_path)
         predictions.append(result.labels)
+    _overview(video, predictions, out)
     truth_paths = sorted((sample / "masks").glob("*.png"))
     if len(truth_paths) == len(video):
         truths = np.stack([read_label_image(p) for p in truth_paths])
@@ -131,8 +132,28 @@ def _demo(args: argparse.Namespace) -> int:
         theirs = score_sequence(peer, truths)
         print(f"{sample.name}: SegFlow J {ours.j_mean:.3f} F {ours.f_mean:.3f} | "
               f"DIS flow warping J {theirs.j_mean:.3f} F {theirs.f_mean:.3f}")
-    print(f"masks: {out / 'masks'}  flow colours: {out / 'flow'}")
+    print(f"masks: {out / 'masks'}  flow colours: {out / 'flow'}  overview: {out / 'overview.png'}")
     return 0
+
+
+def _overview(video, predictions, out: Path, columns: int = 4) -> None:
+    """One picture: a few frames with the masks drawn over them, above the flow colours of the same frames."""
+    import numpy as np
+    from PIL import Image
+
+    from napari_segflow.data.io import davis_palette
+
+    palette = davis_palette()
+    picks = np.linspace(0, len(predictions) - 1, columns).round().astype(int)
+    overlays, flows = [], []
+    for index in picks:
+        frame = video[int(index)].astype(np.float32)
+        labels = predictions[index]
+        tint = palette[labels].astype(np.float32)
+        overlay = np.where(labels[..., None] > 0, 0.45 * frame + 0.55 * tint, frame)
+        overlays.append(overlay.astype(np.uint8))
+        flows.append(np.asarray(Image.open(out / "flow" / f"{int(index):05d}.png").convert("RGB")))
+    Image.fromarray(np.concatenate([np.concatenate(overlays, 1), np.concatenate(flows, 1)], 0)).save(out / "overview.png")
 
 
 def _train(args: argparse.Namespace) -> int:
