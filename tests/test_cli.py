@@ -16,3 +16,15 @@ def test_bad_arguments_exit_with_usage(capsys):
         main(["bench", "--part", "everything"])
     assert exit_info.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_demo_runs_on_the_sample_with_the_shipped_weights(tmp_path, capsys):
+    from pathlib import Path
+
+    sample = Path(__file__).resolve().parents[1] / "sample_data" / "bear"
+    assert main(["demo", "--sample", str(sample), "--out", str(tmp_path), "--finetune-seconds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "bear: SegFlow J" in out and "DIS flow warping J" in out
+    assert len(list((tmp_path / "masks").glob("*.png"))) == 82
+    assert len(list((tmp_path / "flow").glob("*.png"))) == 82
+    assert (tmp_path / "overview.png").is_file()
