@@ -62,8 +62,7 @@ def evaluate_sequence(
 ) -> dict[str, tuple[np.ndarray, float, float]]:
     """{method: (predicted label stack, fine-tune seconds, frames/s)} for one sequence, first-frame mask given."""
     frames = sequence.frames
-    truths = np.stack([sequence.mask(i) for i in range(len(sequence))])
-    first = (truths[0] > 0).astype(np.uint8)
+    first = (sequence.mask(0) > 0).astype(np.uint8)
     order = frame_order(len(frames), 0, "forward")
     geometry = WorkingResolution(frames.shape[1], frames.shape[2], long_side)
     objects = ObjectChannels((1,))

@@ -245,26 +245,22 @@ class OfflineTrainer:
     def _step(self, objective, phase: str) -> dict:
         cfg = self.config
         rng = self.sampler.rng
+        synthetic_share = cfg.synthetic_share_seg if phase == "seg" else cfg.synthetic_share_flow
+        use_synthetic = rng.random() < synthetic_share
+        batch = collate([self.sampler.synthetic_window() if use_synthetic else self.sampler.real()
+                         for _ in range(cfg.batch_size)])
         if phase == "seg":
-            use_synthetic = rng.random() < cfg.synthetic_share_seg
-            windows = [self.sampler.synthetic_window() if use_synthetic else self.sampler.real()
-                       for _ in range(cfg.batch_size)]
-            batch = collate(windows)
             bidirectional = bool(rng.random() < cfg.bidirectional_share)
             with self._autocast():
                 loss, metrics = objective(batch.frames.to(self.device), batch.masks.to(self.device), bidirectional)
-            metrics["source"] = "synthetic" if use_synthetic else "davis"
         else:
-            supervised = rng.random() < cfg.synthetic_share_flow
-            windows = [self.sampler.synthetic_window() if supervised else self.sampler.real()
-                       for _ in range(cfg.batch_size)]
-            batch = collate(windows)
+            # synthetic pairs carry exact flow (supervised); real ones train with the unsupervised losses
             t = int(rng.integers(batch.frames.shape[1] - 1))
             first, second = batch.frames[:, t].to(self.device), batch.frames[:, t + 1].to(self.device)
-            flow = batch.flows[:, t].to(self.device) if supervised else None
+            flow = batch.flows[:, t].to(self.device) if use_synthetic else None
             with self._autocast():
                 loss, metrics = objective(first, second, flow)
-            metrics["source"] = "synthetic" if supervised else "davis"
+        metrics["source"] = "synthetic" if use_synthetic else "davis"
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
