@@ -15,6 +15,9 @@ from typing import Any
 from napari_segflow.config import ModelConfig
 from napari_segflow.errors import SegFlowError
 
+#: The checkpoint the package ships (see weights/MODEL_CARD.md): the starting point of every fine-tune.
+SHIPPED_WEIGHTS = Path(__file__).parent / "weights" / "small.pt"
+
 FORMAT = "napari-segflow-checkpoint"
 VERSION = 1
 

@@ -6,9 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from napari_segflow.checkpoint import SHIPPED_WEIGHTS
 from napari_segflow.errors import SegFlowError
-
-DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "small.pt"
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -98,7 +97,7 @@ def _demo(args: argparse.Namespace) -> int:
     from napari_segflow.evaluation.metrics import score_sequence
     from napari_segflow.inference.propagation import frame_order, propagate
     from napari_segflow.objects import ObjectChannels
-    from napari_segflow.training.offline import choose_device
+    from napari_segflow.device import choose_device
     from napari_segflow.training.online import FinetuneConfig, finetune
 
     sample = Path(args.sample)
@@ -186,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--clips", type=int, default=4, help="synthetic clips to time (default: 4)")
     bench.add_argument("--long-side", type=int, default=448, help="working resolution long side (default: 448)")
     bench.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
-    bench.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="checkpoint for --part accuracy")
+    bench.add_argument("--weights", default=str(SHIPPED_WEIGHTS), help="checkpoint for --part accuracy")
     bench.add_argument("--davis-root", default="../shared/data/davis2016-train-240p",
                        help="sequences for --part accuracy (<seq>/frames + <seq>/masks, or the DAVIS layout)")
     bench.add_argument("--sequences", nargs="*", help="sequence names (default: the six held out of training)")
@@ -202,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="fine-tune on the sample clip's first frame, propagate, score")
     demo.add_argument("--sample", default="sample_data/bear", help="folder with NAME.mp4, first_frame_mask.png, masks/")
-    demo.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
+    demo.add_argument("--weights", default=str(SHIPPED_WEIGHTS))
     demo.add_argument("--out", default="out/demo")
     demo.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, ...")
     demo.add_argument("--finetune-seconds", type=float, default=60.0)

@@ -146,7 +146,7 @@ class ImageFolderFrames(VideoFrames):
         try:
             return iio.imread(path)
         except Exception as error:  # imageio raises many types for damaged files
-            raise SegFlowError(f"{path}: cannot read this image ({error})") from error
+            raise SegFlowError(f"{path}: frame {index} cannot be read; the image is damaged ({error})") from error
 
     def _read(self, index: int) -> np.ndarray:
         return self._load(index)
@@ -423,3 +423,19 @@ def read_flo(path) -> np.ndarray:
     if width <= 0 or height <= 0 or len(raw) != expected:
         raise SegFlowError(f"{path}: truncated or damaged .flo file ({len(raw)} bytes, expected {expected})")
     return np.frombuffer(raw[12:], np.float32).reshape(int(height), int(width), 2).copy()
+
+
+# -- arrays -----------------------------------------------------------------------------------------
+
+
+def write_npy(array: np.ndarray, path) -> None:
+    """One array as a .npy file, written beside the target and renamed into place."""
+    _atomic_write(Path(path), lambda target: np.save(target, np.asarray(array), allow_pickle=False))
+
+
+def read_npy(path) -> np.ndarray:
+    path = Path(path)
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise SegFlowError(f"{path}: cannot read this array file ({error})") from error

@@ -1,4 +1,11 @@
-"""Propagation: walk the frames one way with the ConvGRU memory, yielding one FrameResult per frame."""
+"""Propagation: walk the frames with the ConvGRU memory, yielding one FrameResult per frame.
+
+One way, the memory runs along ``order``. Both ways (Tokmakov et al. §5.1), a first sweep runs the memory
+along ``order`` and keeps only its hidden state per frame (float16, on the CPU: about 115 kB a frame at the
+default working size), then a second sweep runs it against ``order`` and reads both states out. The first
+sweep's one-way results are yielded too (``final=False``), so a viewer shows progress and a cancelled run
+still leaves every frame it reached segmented; the second sweep's results replace them.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +16,23 @@ import numpy as np
 import torch
 
 from napari_segflow.data.resolution import WorkingResolution
+from napari_segflow.device import autocast
 from napari_segflow.errors import SegFlowError
-from napari_segflow.model.segflow import SegFlowNet
+from napari_segflow.model.segflow import FrameOutput, SegFlowNet
 from napari_segflow.objects import ObjectChannels
 
 
 @dataclass
 class FrameResult:
     """labels (H, W) uint8 object ids; probabilities (K+1, H, W) float16 (background first); flow (H, W, 2)
-    float32 in pixels from this frame to the next one in the direction of travel."""
+    float32 in pixels from this frame to the next one in the direction of travel. ``final`` is False for
+    the first sweep of a two-way run, whose result the second sweep replaces."""
 
     index: int
     labels: np.ndarray
     probabilities: np.ndarray
     flow: np.ndarray
+    final: bool = True
 
 
 def frame_order(count: int, start: int, direction: str, stop: int | None = None) -> list[int]:
@@ -38,6 +48,52 @@ def frame_order(count: int, start: int, direction: str, stop: int | None = None)
     raise SegFlowError(f"direction must be 'forward' or 'backward', got {direction!r}")
 
 
+class _FrameFeeder:
+    """Frames at the working resolution, each read once while it is needed (a frame and its partner)."""
+
+    def __init__(self, frames, geometry: WorkingResolution, device) -> None:
+        self.frames, self.geometry, self.device = frames, geometry, device
+        self.cache: dict[int, torch.Tensor] = {}
+
+    def pair(self, index: int, partner: int) -> tuple[torch.Tensor, torch.Tensor]:
+        for stale in [k for k in self.cache if k not in (index, partner)]:
+            del self.cache[stale]
+        for k in (index, partner):
+            if k not in self.cache:
+                self.cache[k] = self.geometry.frames_to_network(self.frames[k], self.device)
+        return self.cache[index], self.cache[partner]
+
+
+def _partners(order: list[int], count: int, motion_features: bool) -> list[int]:
+    """Each frame's flow partner: the next frame in ``order`` (the last: the one before it)."""
+    if not motion_features:
+        return list(order)
+    if len(order) == 1:
+        index = order[0]
+        return [index + 1 if index + 1 < count else max(index - 1, 0)]
+    return [order[p + 1] if p + 1 < len(order) else order[p - 1] for p in range(len(order))]
+
+
+def _result(index, logits, output: FrameOutput, objects, geometry, final=True) -> FrameResult:
+    probabilities = torch.softmax(geometry.logits_to_frame(logits.float()), dim=1)[0]
+    channels = probabilities.argmax(0).cpu().numpy()
+    flow = geometry.flow_to_frame(output.flow.flow.float())[0].permute(1, 2, 0).cpu().numpy()
+    return FrameResult(
+        index=index,
+        labels=objects.to_ids(channels),
+        probabilities=probabilities.cpu().numpy().astype(np.float16),
+        flow=flow.astype(np.float32),
+        final=final,
+    )
+
+
+def _check_objects(net: SegFlowNet, objects: ObjectChannels) -> None:
+    if net.config.num_classes != objects.num_objects + 1:
+        raise SegFlowError(
+            f"the network predicts {net.config.num_classes - 1} object(s) but {objects.num_objects} are asked for"
+        )
+
+
 @torch.no_grad()
 def propagate(
     net: SegFlowNet,
@@ -47,41 +103,35 @@ def propagate(
     geometry: WorkingResolution,
     device: torch.device | str = "cpu",
     motion_features: bool = True,
+    bidirectional: bool = False,
 ) -> Iterator[FrameResult]:
-    """Segment ``frames`` (lazy (T, H, W, 3) uint8) in ``order``, carrying the memory from frame to frame.
-    Each frame's flow goes to the next frame in ``order`` (the last one's to the one before it)."""
-    if net.config.num_classes != objects.num_objects + 1:
-        raise SegFlowError(
-            f"the network predicts {net.config.num_classes - 1} object(s) but {objects.num_objects} are asked for"
-        )
+    """Segment ``frames`` (lazy (T, H, W, 3) uint8) in ``order``, carrying the memory from frame to frame;
+    ``bidirectional`` adds the sweep back (results yielded twice, see the module's docstring)."""
+    _check_objects(net, objects)
+    device = torch.device(device)
     net.eval()
+    feeder = _FrameFeeder(frames, geometry, device)
+    partners = _partners(order, len(frames), motion_features)
     hidden = None
-    cache: dict[int, torch.Tensor] = {}
-
-    def image(index: int) -> torch.Tensor:
-        if index not in cache:
-            cache[index] = geometry.frames_to_network(frames[index], device)
-        return cache[index]
-
-    for position, index in enumerate(order):
-        if position + 1 < len(order):
-            partner = order[position + 1]
-        elif len(order) > 1:
-            partner = order[position - 1]
-        else:
-            partner = index + 1 if index + 1 < len(frames) else max(index - 1, 0)
-        if not motion_features:
-            partner = index
-        output = net.step(image(index), image(partner), hidden)
+    forward_states: list[torch.Tensor] = []
+    for index, partner in zip(order, partners):
+        with autocast(device):
+            output = net.step(*feeder.pair(index, partner), hidden)
         hidden = output.hidden
-        for stale in [k for k in cache if k not in (index, partner)]:
-            del cache[stale]
-        probabilities = torch.softmax(geometry.logits_to_frame(output.logits.float()), dim=1)[0]
-        channels = probabilities.argmax(0).cpu().numpy()
-        flow = geometry.flow_to_frame(output.flow.flow.float())[0].permute(1, 2, 0).cpu().numpy()
-        yield FrameResult(
-            index=index,
-            labels=objects.to_ids(channels),
-            probabilities=probabilities.cpu().numpy().astype(np.float16),
-            flow=flow.astype(np.float32),
-        )
+        if bidirectional:
+            forward_states.append(hidden.to("cpu", torch.float16))
+        yield _result(index, output.logits, output, objects, geometry, final=not bidirectional)
+    if not bidirectional:
+        return
+    hidden = None
+    for position in reversed(range(len(order))):
+        index, partner = order[position], partners[position]
+        image, partner_image = feeder.pair(index, partner)
+        with autocast(device):
+            appearance = net.encode_appearance(image)
+            flow = net.estimate_flow(image, partner_image, appearance)
+            fused = net.fuse(appearance, flow)
+            hidden, _ = net.memory(fused.memory_input, hidden)
+            forward = forward_states[position].to(device, hidden.dtype)
+            logits = net.readout(fused, forward, hidden, size=tuple(image.shape[-2:]))
+        yield _result(index, logits, FrameOutput(logits=logits, flow=flow, hidden=hidden, gates=None), objects, geometry)

@@ -29,6 +29,7 @@ import torch
 from napari_segflow.checkpoint import save_checkpoint
 from napari_segflow.config import preset_config
 from napari_segflow.data.synthetic import SyntheticConfig, SyntheticVideoGenerator
+from napari_segflow.device import choose_device
 from napari_segflow.errors import SegFlowError
 from napari_segflow.model.segflow import SegFlowNet
 from napari_segflow.training.davis import HELD_OUT, Sequence, find_sequences
@@ -107,17 +108,6 @@ def load_train_config(path, **overrides: Any) -> TrainConfig:
     except SegFlowError as error:
         raise SegFlowError(f"{path}: {error}") from error
     return config
-
-
-def choose_device(name: str = "auto") -> torch.device:
-    """cuda, then mps, then cpu; or the device named."""
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 @dataclass

@@ -1,0 +1,448 @@
+"""VideoSession: one video's annotation work — frames, the user's annotations, the objects, a fine-tuned copy
+of the weights, the results — kept in one folder that is written as the work happens.
+
+The folder::
+
+    session.json                 the video, its size, settings, objects, what was fine-tuned and propagated
+    annotations/<t>.png          the user's label images (indexed PNG), one per annotated frame
+    results/labels/<t>.png       propagated labels, written as each frame is produced
+    results/flow/<t>.npy         the flow branch's flow (float16, pixels), when ``keep_flow``
+    finetuned.pt                 the fine-tuned weights (strict checkpoint)
+    undo/<serial>/               what each change overwrote (see ``journal.py``)
+
+Long work (``finetune``, ``propagate``, ``run``) is a generator: iterate it to do the work, close it to
+cancel between steps. A cancelled fine-tune leaves the weights as they were; a cancelled or failed
+propagation keeps every frame it wrote, and ``undo()`` takes the whole run back.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import tempfile
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from napari_segflow.checkpoint import SHIPPED_WEIGHTS, load_checkpoint, save_checkpoint
+from napari_segflow.data.augment import AffineRanges, DeformationRanges
+from napari_segflow.data.io import (
+    VideoFrames,
+    open_video,
+    read_label_image,
+    read_npy,
+    write_label_png,
+    write_npy,
+)
+from napari_segflow.data.resolution import DEFAULT_LONG_SIDE, WorkingResolution
+from napari_segflow.device import choose_device, is_out_of_memory, out_of_memory_error, place_model
+from napari_segflow.errors import SegFlowError
+from napari_segflow.inference.journal import Entry, Journal
+from napari_segflow.inference.propagation import FrameResult, frame_order, propagate
+from napari_segflow.model.segflow import SegFlowNet
+from napari_segflow.objects import ObjectChannels
+from napari_segflow.training.online import FinetuneConfig, FinetuneStep, finetune, prepare_annotations
+
+SESSION_FILE = "session.json"
+FORMAT_VERSION = 1
+DIRECTIONS = ("forward", "backward", "both")
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """How a session works. ``finetune`` is the first fine-tune; a correction warm-starts from the last one
+    for ``correction_steps`` steps or ``correction_time_budget`` seconds."""
+
+    long_side: int = DEFAULT_LONG_SIDE
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    correction_steps: int = 50
+    correction_time_budget: float | None = 20.0
+    bidirectional: bool = False
+    keep_flow: bool = True
+    device: str = "auto"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> SessionSettings:
+        values = dict(values)
+        tune = dict(values.pop("finetune"))
+        tune["affine"] = AffineRanges(**_tuples(tune["affine"]))
+        tune["deformation"] = DeformationRanges(**_tuples(tune["deformation"]))
+        return cls(finetune=FinetuneConfig(**tune), **values)
+
+    def first_finetune(self) -> FinetuneConfig:
+        return replace(self.finetune, long_side=self.long_side)
+
+    def correction_finetune(self) -> FinetuneConfig:
+        return replace(
+            self.finetune, long_side=self.long_side, steps=self.correction_steps,
+            time_budget=self.correction_time_budget,
+        )
+
+
+def _tuples(values: dict) -> dict:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
+def _digest(labels: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(labels, np.uint8).tobytes()).hexdigest()
+
+
+def _frame_file(index: int, suffix: str) -> str:
+    return f"{index:05d}{suffix}"
+
+
+class VideoSession:
+    """Create one with ``VideoSession(video, folder)``; open a saved one with ``VideoSession.open(folder)``.
+
+    ``video``: a path (video file, folder of frames, TIFF stack, .npy) or a (T, H, W[, C]) array; frames are
+    read lazily. ``folder``: where the session lives (new or empty); None keeps it in a temporary folder that
+    ``close()`` removes. ``weights``: the checkpoint to fine-tune from (the shipped one by default) or a
+    network.
+    """
+
+    def __init__(
+        self,
+        video,
+        folder=None,
+        weights: str | Path | SegFlowNet | None = None,
+        settings: SessionSettings = SessionSettings(),
+    ) -> None:
+        self._temporary = None
+        if folder is None:
+            self._temporary = tempfile.TemporaryDirectory(prefix="segflow-session-")
+            folder = self._temporary.name
+        self.folder = Path(folder)
+        if (self.folder / SESSION_FILE).exists():
+            raise SegFlowError(f"{self.folder}: already holds a session; open it with VideoSession.open")
+        if self.folder.exists() and any(self.folder.iterdir()):
+            raise SegFlowError(f"{self.folder}: the session folder must be new or empty")
+        self.frames = open_video(video)
+        self.source = str(Path(video).resolve()) if isinstance(video, (str, Path)) else None
+        self.settings = settings
+        self.device = choose_device(settings.device)
+        base, self.weights_path = self._base_network(weights)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._set_up(base)
+        self._finetuned_on: dict[int, str] = {}
+        self._propagated_from: dict[int, str] = {}
+        self.net: SegFlowNet | None = None
+        self.annotations: dict[int, np.ndarray] = {}
+        self.objects: ObjectChannels | None = None
+        _write_text_atomic(self.folder / SESSION_FILE, self._state_text())
+
+    def _set_up(self, base: SegFlowNet) -> None:
+        self.base = base
+        self.geometry = WorkingResolution(self.frames.shape[1], self.frames.shape[2], self.settings.long_side)
+        self.journal = Journal(self.folder)
+        self._results: set[int] = set()
+
+    @staticmethod
+    def _base_network(weights) -> tuple[SegFlowNet, str | None]:
+        if isinstance(weights, SegFlowNet):
+            return copy.deepcopy(weights).cpu(), None
+        path = Path(weights) if weights is not None else SHIPPED_WEIGHTS
+        return load_checkpoint(path)[0], str(path.resolve())
+
+    # -- saved state ---------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, folder, video=None, weights: str | Path | SegFlowNet | None = None) -> VideoSession:
+        """A saved session. ``video`` is needed when the session was made from an array (else the recorded
+        path is reopened); ``weights`` when it was made from a network object."""
+        folder = Path(folder)
+        state_path = folder / SESSION_FILE
+        if not state_path.is_file():
+            raise SegFlowError(f"{folder}: no session here (no {SESSION_FILE})")
+        try:
+            state = json.loads(state_path.read_text())
+        except json.JSONDecodeError as error:
+            raise SegFlowError(f"{state_path}: damaged session file ({error})") from error
+        if state.get("version") != FORMAT_VERSION:
+            raise SegFlowError(f"{state_path}: session format {state.get('version')!r}, expected {FORMAT_VERSION}")
+        if video is None:
+            if state["video"] is None:
+                raise SegFlowError(f"{folder}: the session was made from an array; pass the video to open it")
+            video = state["video"]
+        session = cls.__new__(cls)
+        session._temporary = None
+        session.folder = folder
+        session.frames = open_video(video)
+        if list(session.frames.shape[:3]) != state["shape"]:
+            raise SegFlowError(
+                f"{folder}: the session's video is {state['shape']} (frames, height, width), "
+                f"the video given is {list(session.frames.shape[:3])}"
+            )
+        session.source = state["video"]
+        session.settings = SessionSettings.from_dict(state["settings"])
+        session.device = choose_device(session.settings.device)
+        if weights is None and state["weights"] is None:
+            raise SegFlowError(f"{folder}: the session was made from a network object; pass weights to open it")
+        base, session.weights_path = cls._base_network(weights if weights is not None else state["weights"])
+        session._set_up(base)
+        session._load_state()
+        return session
+
+    def _state(self) -> dict:
+        return {
+            "version": FORMAT_VERSION,
+            "video": self.source,
+            "shape": list(self.frames.shape[:3]),
+            "settings": self.settings.to_dict(),
+            "weights": self.weights_path,
+            "objects": list(self.objects.object_ids) if self.objects else None,
+            "finetuned_on": {str(k): v for k, v in self._finetuned_on.items()},
+            "propagated_from": {str(k): v for k, v in self._propagated_from.items()},
+        }
+
+    def _state_text(self) -> str:
+        return json.dumps(self._state(), indent=1)
+
+    def _write_state(self, entry: Entry) -> None:
+        text = self._state_text()
+        path = self.folder / SESSION_FILE
+        if path.is_file() and path.read_text() == text:
+            return
+        entry.write(SESSION_FILE, lambda target: _write_text_atomic(target, text))
+
+    def _load_state(self) -> None:
+        state = json.loads((self.folder / SESSION_FILE).read_text())
+        self.objects = ObjectChannels(tuple(state["objects"])) if state["objects"] else None
+        self._finetuned_on = {int(k): v for k, v in state["finetuned_on"].items()}
+        self._propagated_from = {int(k): v for k, v in state["propagated_from"].items()}
+        self.annotations = {
+            int(p.stem): read_label_image(p) for p in sorted((self.folder / "annotations").glob("*.png"))
+        }
+        weights = self.folder / "finetuned.pt"
+        self.net = load_checkpoint(weights)[0] if weights.is_file() else None
+        label_folder = self.folder / "results" / "labels"
+        self._results = {int(p.stem) for p in label_folder.glob("*.png")} if label_folder.is_dir() else set()
+
+    # -- reading -------------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    @property
+    def result_frames(self) -> list[int]:
+        return sorted(self._results)
+
+    def labels(self, index: int) -> np.ndarray | None:
+        """The labels of frame ``index`` (the user's annotation where there is one), or None."""
+        self._check_index(index, "frame")
+        if index in self.annotations:
+            return self.annotations[index].copy()
+        if index not in self._results:
+            return None
+        return read_label_image(self.folder / "results" / "labels" / _frame_file(index, ".png"))
+
+    def flow(self, index: int) -> np.ndarray | None:
+        """The flow from frame ``index`` to the next one in the direction it was propagated, or None."""
+        self._check_index(index, "frame")
+        path = self.folder / "results" / "flow" / _frame_file(index, ".npy")
+        return read_npy(path).astype(np.float32) if path.is_file() else None
+
+    def labels_volume(self) -> np.ndarray:
+        """(T, H, W) uint8: every frame's labels, 0 where there is no result yet."""
+        volume = np.zeros(self.frames.shape[:3], np.uint8)
+        for index in self._results | set(self.annotations):
+            volume[index] = self.labels(index)
+        return volume
+
+    # -- annotations ---------------------------------------------------------------------------------
+
+    def add_annotation(self, index: int, labels: np.ndarray) -> None:
+        """The user's labels for frame ``index`` (ids are objects, 0 background). Checked before anything
+        changes; then it joins the fine-tuning set, and the next ``run()`` re-propagates around it."""
+        self._check_index(index, "annotation frame")
+        labels = np.asarray(labels)
+        annotations = {**self.annotations, int(index): labels}
+        checked, objects = prepare_annotations(self.frames, annotations)
+        if not labels.any():
+            raise SegFlowError(f"annotation of frame {index}: the mask is empty (every pixel is 0)")
+        labels = np.asarray(labels, np.uint8)
+        entry = self.journal.begin()
+        entry.write(f"annotations/{_frame_file(index, '.png')}", lambda path: write_label_png(labels, path))
+        self.annotations[int(index)] = labels
+        self.objects = objects
+        self._write_state(entry)
+
+    # -- fine-tuning ---------------------------------------------------------------------------------
+
+    @property
+    def needs_finetune(self) -> bool:
+        current = {t: _digest(a) for t, a in self.annotations.items()}
+        return self.net is None or current != self._finetuned_on
+
+    def finetune(self) -> Iterator[FinetuneStep]:
+        """Fine-tune on every annotation: from the base weights the first time (or when the objects changed),
+        else warm-started from the last fine-tune for the short correction budget. The session adopts the
+        new weights only when the generator runs to its end."""
+        if not self.annotations:
+            raise SegFlowError("no annotated frame: paint the object on at least one frame first")
+        entry = self.journal.begin()
+        try:
+            yield from self._finetune(entry)
+        finally:
+            entry.discard_if_empty()
+
+    def _finetune(self, entry: Entry) -> Iterator[FinetuneStep]:
+        warm = self.net is not None and self.net.config.num_classes == self.objects.num_objects + 1
+        net = copy.deepcopy(self.net if warm else self.base)
+        config = self.settings.correction_finetune() if warm else self.settings.first_finetune()
+        place_model(net, self.device)
+        try:
+            yield from finetune(net, self.frames, self.annotations, self.objects, config, self.device)
+        except RuntimeError as error:
+            if is_out_of_memory(error):
+                raise out_of_memory_error(self.device, self.settings.long_side, "fine-tuning") from error
+            raise
+        net.cpu()
+        entry.write("finetuned.pt", lambda path: save_checkpoint(net, path))
+        self.net = net
+        self._finetuned_on = {t: _digest(a) for t, a in self.annotations.items()}
+        self._write_state(entry)
+
+    # -- propagation ---------------------------------------------------------------------------------
+
+    def propagate(
+        self, start: int, direction: str = "forward", bidirectional: bool | None = None, stop: int | None = None
+    ) -> Iterator[FrameResult]:
+        """Propagate from frame ``start`` ``forward``, ``backward`` or ``both`` (to ``stop``, default the
+        video's end), yielding one FrameResult per frame; each is written before it is yielded. User-made
+        frames keep the user's labels. ``bidirectional`` (default: the settings) adds the backward memory
+        sweep; its first, one-way results come with ``final=False``."""
+        self._check_index(start, "start frame")
+        if direction not in DIRECTIONS:
+            raise SegFlowError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+        if stop is not None:
+            self._check_index(stop, "stop frame")
+        self._require_finetuned()
+        orders = []
+        if direction in ("forward", "both"):
+            orders.append(frame_order(len(self), start, "forward", stop if direction == "forward" else None))
+        if direction in ("backward", "both"):
+            orders.append(frame_order(len(self), start, "backward", stop if direction == "backward" else None))
+        entry = self.journal.begin()
+        try:
+            yield from self._propagate_orders(entry, orders, bidirectional)
+        finally:
+            entry.discard_if_empty()
+
+    def _propagate_orders(self, entry: Entry, orders: list[list[int]], bidirectional: bool | None):
+        bidirectional = self.settings.bidirectional if bidirectional is None else bidirectional
+        net = place_model(copy.deepcopy(self.net), self.device)
+        seen: set[int] = set()
+        try:
+            for order in orders:
+                if not order:
+                    continue
+                results = propagate(net, self.frames, self.objects, order, self.geometry, self.device,
+                                    bidirectional=bidirectional)
+                for result in results:
+                    if result.index in seen:
+                        continue
+                    if result.final:
+                        seen.add(result.index)
+                    yield self._store(entry, result)
+        except RuntimeError as error:
+            if is_out_of_memory(error):
+                raise out_of_memory_error(self.device, self.settings.long_side, "propagation") from error
+            raise
+
+    def _store(self, entry: Entry, result: FrameResult) -> FrameResult:
+        index = result.index
+        if index in self.annotations:
+            user = self.annotations[index]
+            channels = self.objects.to_channels(user)
+            probabilities = np.eye(self.objects.num_objects + 1, dtype=np.float16)[channels].transpose(2, 0, 1)
+            result = replace(result, labels=user.copy(), probabilities=probabilities)
+        entry.write(f"results/labels/{_frame_file(index, '.png')}",
+                    lambda path: write_label_png(result.labels, path))
+        if self.settings.keep_flow:
+            entry.write(f"results/flow/{_frame_file(index, '.npy')}",
+                        lambda path: write_npy(result.flow.astype(np.float16), path))
+        self._results.add(index)
+        return result
+
+    # -- the one button ------------------------------------------------------------------------------
+
+    def pending_ranges(self) -> list[list[int]]:
+        """The frame orders ``run()`` would propagate: from every annotation made or changed since the last
+        propagation, forward up to the next user-made frame (or the end) and backward down to the previous
+        one (or the start); user-made frames at the far ends are not visited."""
+        annotated = sorted(self.annotations)
+        changed = [t for t in annotated if self._propagated_from.get(t) != _digest(self.annotations[t])]
+        orders = []
+        for k in changed:
+            later = [t for t in annotated if t > k]
+            earlier = [t for t in annotated if t < k]
+            orders.append(list(range(k, later[0] if later else len(self))))
+            backward = list(range(k, earlier[-1] if earlier else -1, -1))
+            if len(backward) > 1:
+                orders.append(backward)
+        return orders
+
+    def run(self) -> Iterator[FinetuneStep | FrameResult]:
+        """Fine-tune if the annotations changed since the last fine-tune, then propagate the pending ranges;
+        one undo entry for both. Yields FinetuneSteps, then FrameResults."""
+        if not self.annotations:
+            raise SegFlowError("no annotated frame: paint the object on at least one frame first")
+        entry = self.journal.begin()
+        try:
+            if self.needs_finetune:
+                yield from self._finetune(entry)
+            yield from self._propagate_orders(entry, self.pending_ranges(), None)
+            self._propagated_from = {t: _digest(a) for t, a in self.annotations.items()}
+            self._write_state(entry)
+        finally:
+            entry.discard_if_empty()
+
+    # -- undo and closing ----------------------------------------------------------------------------
+
+    def undo(self) -> bool:
+        """Take back the newest change (a run, a fine-tune, a propagation or an added annotation): every
+        file it wrote returns to what it was. False when there is nothing to undo."""
+        if self.journal.undo() is None:
+            return False
+        self._load_state()
+        return True
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self.journal.entries())
+
+    def close(self) -> None:
+        if self._temporary is not None:
+            self._temporary.cleanup()
+            self._temporary = None
+
+    def __enter__(self) -> VideoSession:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- checks --------------------------------------------------------------------------------------
+
+    def _check_index(self, index, name: str) -> None:
+        if not isinstance(index, (int, np.integer)) or not 0 <= index < len(self):
+            raise SegFlowError(f"{name} {index!r} is out of range (the video has frames 0..{len(self) - 1})")
+
+    def _require_finetuned(self) -> None:
+        if self.net is None:
+            raise SegFlowError("the session has no fine-tuned weights yet: run finetune() (or run()) first")
+        if self.objects is None or self.net.config.num_classes != self.objects.num_objects + 1:
+            raise SegFlowError("the objects changed since the last fine-tune: run finetune() (or run()) again")
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    temporary.replace(path)

@@ -1,0 +1,225 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from napari_segflow.data.io import read_label_image
+from napari_segflow.errors import SegFlowError
+from napari_segflow.inference.propagation import FrameResult
+from napari_segflow.inference.session import SessionSettings, VideoSession
+from napari_segflow.model.segflow import SegFlowNet
+from napari_segflow.training.online import FinetuneConfig, FinetuneStep
+
+
+@pytest.fixture()
+def video(synthetic_clip):
+    return (synthetic_clip.frames * 255).astype(np.uint8), synthetic_clip.instances.astype(np.uint8)
+
+
+@pytest.fixture()
+def settings():
+    return SessionSettings(
+        long_side=128, finetune=FinetuneConfig(steps=3, time_budget=None), correction_steps=2,
+        correction_time_budget=None, device="cpu",
+    )
+
+
+@pytest.fixture()
+def base(tiny_config):
+    return SegFlowNet(tiny_config)
+
+
+def _first_mask(masks):
+    return (masks[0] == masks[0][masks[0] > 0].min()).astype(np.uint8) * 3
+
+
+def test_run_finetunes_then_fills_every_frame_and_reopens_exactly(tmp_path, video, settings, base):
+    frames, masks = video
+    session = VideoSession(frames, tmp_path / "s", weights=base, settings=settings)
+    mask = _first_mask(masks)
+    session.add_annotation(0, mask)
+    events = list(session.run())
+    steps = [e for e in events if isinstance(e, FinetuneStep)]
+    results = [e for e in events if isinstance(e, FrameResult)]
+    assert [s.step for s in steps] == [1, 2, 3]
+    assert [r.index for r in results] == [0, 1, 2, 3, 4]
+    assert all(r.labels.shape == (96, 128) and set(np.unique(r.labels)) <= {0, 3} for r in results)
+    np.testing.assert_array_equal(results[0].labels, mask)
+    assert session.result_frames == [0, 1, 2, 3, 4] and not session.needs_finetune
+    assert list(session.run()) == []  # nothing changed: nothing to do
+
+    reopened = VideoSession.open(tmp_path / "s", video=frames, weights=base)
+    assert reopened.settings == settings
+    assert reopened.objects == session.objects
+    np.testing.assert_array_equal(reopened.annotations[0], mask)
+    for r in results:
+        np.testing.assert_array_equal(reopened.labels(r.index), r.labels)
+        np.testing.assert_allclose(reopened.flow(r.index), r.flow, atol=0.01, rtol=1e-3)
+    for a, b in zip(reopened.net.state_dict().values(), session.net.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    assert not reopened.needs_finetune and reopened.pending_ranges() == []
+
+
+def test_a_correction_refinetunes_warm_and_repropagates_up_to_the_user_frames(tmp_path, video, settings, base):
+    frames, masks = video
+    session = VideoSession(frames, tmp_path / "s", weights=base, settings=settings)
+    session.add_annotation(0, _first_mask(masks))
+    list(session.run())
+    before = {t: session.labels(t) for t in range(5)}
+    weights_before = {k: v.clone() for k, v in session.net.state_dict().items()}
+    correction = np.zeros_like(masks[3])
+    correction[20:60, 30:90] = 3
+    session.add_annotation(3, correction)
+    assert session.pending_ranges() == [[3, 4], [3, 2, 1]]
+    events = list(session.run())
+    steps = [e for e in events if isinstance(e, FinetuneStep)]
+    assert len(steps) == settings.correction_steps  # warm-started, short
+    assert sorted(e.index for e in events if isinstance(e, FrameResult)) == [1, 2, 3, 4]
+    np.testing.assert_array_equal(session.labels(3), correction)  # the user's frame is kept as painted
+    np.testing.assert_array_equal(session.labels(0), before[0])
+    assert any(not torch.equal(weights_before[k], v) for k, v in session.net.state_dict().items())
+
+    assert session.undo()  # the run: results and weights back
+    for t in range(5):
+        if t != 3:
+            np.testing.assert_array_equal(session.labels(t), before[t])
+    for k, v in session.net.state_dict().items():
+        torch.testing.assert_close(v, weights_before[k])
+    assert session.needs_finetune and 3 in session.annotations
+    assert session.undo()  # the annotation
+    assert 3 not in session.annotations and not session.needs_finetune
+    np.testing.assert_array_equal(session.labels(3), before[3])
+
+
+def test_bidirectional_propagation_replaces_the_first_sweep(tmp_path, video, settings, base):
+    frames, masks = video
+    session = VideoSession(frames, tmp_path / "s", weights=base, settings=settings)
+    session.add_annotation(2, _first_mask(masks) * 0 + (masks[2] > 0).astype(np.uint8))
+    list(session.finetune())
+    results = list(session.propagate(2, "both", bidirectional=True))
+    finals = [r.index for r in results if r.final]
+    assert sorted(finals) == [0, 1, 2, 3, 4]
+    assert [r.index for r in results if not r.final] == [2, 3, 4, 1, 0]
+    last = {r.index: r for r in results}
+    for t in (0, 1, 3, 4):
+        np.testing.assert_array_equal(session.labels(t), last[t].labels)
+
+
+def test_labels_come_back_at_the_video_size(tmp_path, settings, base):
+    frames = np.random.default_rng(0).integers(0, 255, (3, 90, 130, 3), dtype=np.uint8)
+    mask = np.zeros((90, 130), np.uint8)
+    mask[30:60, 40:90] = 1
+    session = VideoSession(frames, tmp_path / "s", weights=base, settings=settings)
+    session.add_annotation(0, mask)
+    results = [e for e in session.run() if isinstance(e, FrameResult)]
+    assert all(r.labels.shape == (90, 130) and r.flow.shape == (90, 130, 2) for r in results)
+
+
+def _snapshot(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    "index, labels, message",
+    [
+        (0, np.ones((50, 50), np.uint8), "50x50.*128x96"),
+        (5, np.ones((96, 128), np.uint8), "out of range"),
+        (-1, np.ones((96, 128), np.uint8), "out of range"),
+        (1, np.zeros((96, 128), np.uint8), "empty"),
+        (1, np.full((96, 128), 300, np.int32), "300|0..255"),
+    ],
+)
+def test_bad_annotations_are_refused_and_change_nothing(tmp_path, video, settings, base, index, labels, message):
+    frames, masks = video
+    session = VideoSession(frames, tmp_path / "s", weights=base, settings=settings)
+    session.add_annotation(0, _first_mask(masks))
+    before = _snapshot(tmp_path / "s")
+    with pytest.raises(SegFlowError, match=message):
+        session.add_annotation(index, labels)
+    assert _snapshot(tmp_path / "s") == before
+    assert list(session.annotations) == [0]
+
+
+def test_a_corrupt_frame_stops_the_run_and_keeps_earlier_results(tmp_path, video, settings, base):
+    frames, masks = video
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for t, frame in enumerate(frames):
+        Image.fromarray(frame).save(folder / f"f{t}.png")
+    (folder / "f3.png").write_bytes((folder / "f3.png").read_bytes()[:100])
+    session = VideoSession(folder, tmp_path / "s", weights=base, settings=settings)
+    session.add_annotation(0, _first_mask(masks))
+    seen = []
+    with pytest.raises(SegFlowError, match="frame 3"):
+        for event in session.run():
+            if isinstance(event, FrameResult):
+                seen.append(event.index)
+    assert seen == [0, 1]  # frame 2's flow partner is frame 3
+    assert session.result_frames == [0, 1]
+    assert session.pending_ranges() == [[0, 1, 2, 3, 4]]  # the run did not complete: it is still pending
+
+
+def test_cancelled_runs_keep_state_consistent(tmp_path, video, settings, base):
+    frames, masks = video
+    session = VideoSession(frames, tmp_path / "s", weights=base, settings=settings)
+    session.add_annotation(0, _first_mask(masks))
+    tuning = session.finetune()
+    next(tuning)
+    tuning.close()  # cancelled mid fine-tune: no half-trained weights adopted
+    assert session.net is None and not (tmp_path / "s" / "finetuned.pt").exists()
+    list(session.finetune())
+    running = session.propagate(0, "forward")
+    assert [next(running).index, next(running).index] == [0, 1]
+    running.close()  # cancelled: the frames done are kept...
+    assert session.result_frames == [0, 1]
+    assert session.undo()  # ...or taken back, as the caller chooses
+    assert session.result_frames == []
+    assert session.net is not None
+
+
+def test_out_of_memory_is_a_clear_error_that_loses_nothing(tmp_path, video, settings, base, monkeypatch):
+    frames, masks = video
+    session = VideoSession(frames, tmp_path / "s", weights=base, settings=settings)
+    session.add_annotation(0, _first_mask(masks))
+    list(session.finetune())
+    list(session.propagate(0, "forward", stop=1))
+
+    def exhausted(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(SegFlowNet, "step", exhausted)
+    with pytest.raises(SegFlowError, match="out of memory.*smaller working resolution"):
+        list(session.propagate(0, "forward"))
+    assert session.result_frames == [0, 1]
+
+
+def test_sessions_refuse_bad_folders_videos_and_calls(tmp_path, video, settings, base):
+    frames, masks = video
+    session = VideoSession(frames, tmp_path / "s", weights=base, settings=settings)
+    with pytest.raises(SegFlowError, match="already holds a session"):
+        VideoSession(frames, tmp_path / "s", weights=base, settings=settings)
+    with pytest.raises(SegFlowError, match="no fine-tuned weights"):
+        next(session.propagate(0))
+    with pytest.raises(SegFlowError, match="no annotated frame"):
+        next(session.run())
+    with pytest.raises(SegFlowError, match="direction"):
+        next(session.propagate(0, "sideways"))
+    with pytest.raises(SegFlowError, match="made from an array"):
+        VideoSession.open(tmp_path / "s")
+    with pytest.raises(SegFlowError, match="video given is"):
+        VideoSession.open(tmp_path / "s", video=frames[:3], weights=base)
+    with pytest.raises(SegFlowError, match="no session here"):
+        VideoSession.open(tmp_path / "nothing")
+    state = json.loads((tmp_path / "s" / "session.json").read_text())
+    assert state["shape"] == [5, 96, 128]
+
+
+def test_a_temporary_session_cleans_up(video, settings, base):
+    frames, masks = video
+    with VideoSession(frames, weights=base, settings=settings) as session:
+        folder = session.folder
+        session.add_annotation(0, _first_mask(masks))
+        assert folder.is_dir()
+    assert not folder.exists()
