@@ -21,7 +21,7 @@ def test_bad_arguments_exit_with_usage(capsys):
 def test_demo_runs_on_the_sample_with_the_shipped_weights(tmp_path, capsys):
     from pathlib import Path
 
-    sample = Path(__file__).resolve().parents[1] / "sample_data" / "bear"
+    sample = Path(__file__).resolve().parents[2] / "sample_data" / "bear"
     assert main(["demo", "--sample", str(sample), "--out", str(tmp_path), "--finetune-seconds", "1"]) == 0
     out = capsys.readouterr().out
     assert "bear: SegFlow J" in out and "DIS flow warping J" in out

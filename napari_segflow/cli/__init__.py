@@ -1,0 +1,115 @@
+"""The ``segflow`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from napari_segflow.checkpoint import SHIPPED_WEIGHTS
+from napari_segflow.cli.bench import run_bench
+from napari_segflow.cli.demo import run_demo
+from napari_segflow.cli.train import run_train
+from napari_segflow.cli.video import run_eval, run_flow, run_propagate
+from napari_segflow.data.resolution import DEFAULT_LONG_SIDE
+from napari_segflow.device import DEVICE_CHOICES
+from napari_segflow.errors import SegFlowError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="segflow", description="SegFlow video object segmentation and optical flow.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    bench = commands.add_parser("bench", help="speed and accuracy beside classical peers, in one run")
+    bench.add_argument("--part", choices=["engine", "long", "model", "accuracy", "finetune"], default="engine",
+                       help="engine: the session (fine-tune + propagate) vs DIS and Farneback warping on held-out "
+                            "real and synthetic clips; long: a long 854x480 video's frames/s and peak memory; "
+                            "model: speed of both presets; accuracy: the model card's ablations; "
+                            "finetune: one default fine-tune's time and memory (default: engine)")
+    bench.add_argument("--presets", nargs="+", default=["small", "paper"], choices=["small", "paper"])
+    bench.add_argument("--repeats", type=int, default=10, help="timed forward passes per preset (default: 10)")
+    bench.add_argument("--clips", type=int, default=4, help="synthetic clips (default: 4)")
+    bench.add_argument("--long-frames", type=int, default=2000, help="frames of the --part long video (default: 2000)")
+    bench.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    bench.add_argument("--long-side", type=int, default=448, help="working resolution long side (default: 448)")
+    bench.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    bench.add_argument("--weights", default=str(SHIPPED_WEIGHTS), help="checkpoint to fine-tune from")
+    bench.add_argument("--davis-root", default="../shared/data/davis2016-train-240p",
+                       help="held-out sequences (<seq>/frames + <seq>/masks, or the DAVIS layout)")
+    bench.add_argument("--sequences", nargs="*", help="sequence names (default: the six held out of training)")
+    bench.add_argument("--methods", nargs="*", help="subset of full -ol -flo -fda dis farneback")
+    bench.add_argument("--finetune-steps", type=int, default=150)
+    bench.add_argument("--finetune-seconds", type=float, default=60.0)
+    bench.add_argument("--json", help="also write the results as JSON here")
+    bench.add_argument("--video", default="sample_data/bear/bear.mp4", help="video for --part finetune and long")
+    bench.add_argument("--mask", default="sample_data/bear/first_frame_mask.png", help="its first-frame mask")
+    bench.add_argument("--frame-size", type=int, nargs=2, metavar=("H", "W"), default=(480, 854),
+                       help="resize the frames to this size for --part finetune and long (default: 480 854)")
+    bench.set_defaults(run=run_bench)
+
+    demo = commands.add_parser("demo", help="fine-tune on the sample clip's first frame, propagate, score")
+    demo.add_argument("--sample", default="sample_data/bear", help="folder with NAME.mp4, first_frame_mask.png, masks/")
+    demo.add_argument("--weights", default=str(SHIPPED_WEIGHTS))
+    demo.add_argument("--out", default="out/demo")
+    demo.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, ...")
+    demo.add_argument("--finetune-seconds", type=float, default=60.0)
+    demo.set_defaults(run=run_demo)
+
+    train = commands.add_parser("train", help="offline training: rounds alternating the two branches")
+    train.add_argument("--config", required=True, help="YAML file of TrainConfig settings")
+    train.add_argument("--resume", action="store_true", help="continue from OUTPUT/state.pt")
+    train.add_argument("--output", help="replace the config's output folder")
+    train.add_argument("--davis-root", help="replace the config's DAVIS folder")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(run=run_train)
+
+    propagate = commands.add_parser("propagate", help="fine-tune on one annotated frame, propagate both ways")
+    propagate.add_argument("video", help="a video file, a folder of frames, a TIFF stack or a .npy array")
+    propagate.add_argument("--mask", required=True, help="label image of the annotated frame (ids are objects)")
+    propagate.add_argument("--frame", type=int, default=0, help="which frame the mask belongs to (default: 0)")
+    propagate.add_argument("--out", required=True, help="folder for one indexed PNG per frame")
+    propagate.add_argument("--flow-out", help="folder for one .flo file per frame (flow to the next frame)")
+    propagate.add_argument("--session", help="keep the session (annotations, results, weights) in this folder")
+    _engine_options(propagate)
+    propagate.set_defaults(run=run_propagate)
+
+    flow = commands.add_parser("flow", help="the flow branch on one image pair, at full resolution")
+    flow.add_argument("image1")
+    flow.add_argument("image2")
+    flow.add_argument("--out", required=True, help="a .flo file")
+    flow.add_argument("--weights", default=str(SHIPPED_WEIGHTS))
+    flow.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    flow.set_defaults(run=run_flow)
+
+    evaluate = commands.add_parser("eval", help="J and F on annotated sequences, first-frame mask given")
+    evaluate.add_argument("root", help="<seq>/frames/*.jpg + <seq>/masks/*.png, or JPEGImages/480p + Annotations/480p")
+    evaluate.add_argument("--sequences", nargs="*", help="names (default: all)")
+    evaluate.add_argument("--out", help="also write the predictions here, <seq>/<frame>.png")
+    _engine_options(evaluate)
+    evaluate.set_defaults(run=run_eval)
+    return parser
+
+
+def _engine_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", default=str(SHIPPED_WEIGHTS), help="checkpoint to fine-tune from")
+    parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="auto: cuda, then mps, then cpu")
+    parser.add_argument("--long-side", type=int, default=DEFAULT_LONG_SIDE,
+                        help=f"working resolution long side (default: {DEFAULT_LONG_SIDE})")
+    parser.add_argument("--finetune-steps", type=int, default=150, help="fine-tune steps (default: 150)")
+    parser.add_argument("--finetune-seconds", type=float, default=60.0, help="fine-tune time budget (default: 60)")
+    parser.add_argument("--bidirectional", action="store_true", help="add the backward memory sweep")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except SegFlowError as error:
+        print(f"segflow: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("segflow: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

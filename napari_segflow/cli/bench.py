@@ -1,0 +1,141 @@
+"""`segflow bench`: speed and accuracy beside the classical peers."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+def run_bench(args: argparse.Namespace) -> int:
+    import torch
+
+    from napari_segflow.evaluation.benchmark import benchmark_model, benchmark_synthetic, model_report
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.part == "accuracy":
+        return _bench_accuracy(args)
+    if args.part == "finetune":
+        return _bench_finetune(args)
+    if args.part == "engine":
+        return _bench_engine(args)
+    if args.part == "long":
+        return _bench_long(args)
+    print(f"benchmarking the model ({', '.join(args.presets)}) ...", file=sys.stderr)
+    timings = benchmark_model(tuple(args.presets), repeats=args.repeats, long_side=args.long_side)
+    print("benchmarking synthetic data ...", file=sys.stderr)
+    data = benchmark_synthetic(clips=args.clips)
+    print(model_report(timings, data, torch.get_num_threads()))
+    return 0
+
+
+def _bench_finetune(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch.nn.functional as F
+    import torch
+
+    from napari_segflow.data.io import open_video, read_annotation
+    from napari_segflow.evaluation.benchmark import benchmark_finetune
+
+    video = open_video(args.video)
+    frames = video[: min(len(video), 8)]
+    mask = read_annotation(args.mask, video.shape[1:])
+    if args.frame_size:
+        # the fine-tune works at the working resolution; this shows what a larger input costs on top
+        height, width = args.frame_size
+        tensor = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
+        frames = F.interpolate(tensor, size=(height, width), mode="bilinear").round().byte().permute(0, 2, 3, 1).numpy()
+        mask = F.interpolate(torch.from_numpy(mask)[None, None].float(), size=(height, width), mode="nearest")[0, 0]
+        mask = mask.byte().numpy()
+    timing = benchmark_finetune(args.weights, np.ascontiguousarray(frames), mask)
+    print(f"| frames | working size | steps | seconds | peak RSS |\n|---|---|---:|---:|---:|\n"
+          f"| {timing.frame_size[1]}x{timing.frame_size[0]} | {timing.working_size[1]}x{timing.working_size[0]} | "
+          f"{timing.steps} | {timing.seconds:.1f} | {timing.peak_rss_megabytes:.0f} MB |")
+    return 0
+
+
+def _bench_accuracy(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict, replace
+
+    from napari_segflow.checkpoint import load_checkpoint
+    from napari_segflow.evaluation.accuracy import VARIANTS, PEERS, accuracy_table, evaluate, flow_accuracy
+    from napari_segflow.training.davis import HELD_OUT, find_sequences
+    from napari_segflow.training.online import FinetuneConfig
+
+    net, _ = load_checkpoint(args.weights)
+    sequences = find_sequences(args.davis_root, names=args.sequences or list(HELD_OUT))
+    config = replace(FinetuneConfig(), steps=args.finetune_steps, time_budget=args.finetune_seconds)
+    methods = tuple(args.methods or (VARIANTS + PEERS))
+
+    def report(name, scores):
+        print(f"  {name}: " + ", ".join(f"{m} J={j:.3f}" for m, j in scores.items()), file=sys.stderr)
+
+    print(f"accuracy on {len(sequences)} held-out sequence(s), first-frame mask given ...", file=sys.stderr)
+    results = evaluate(net, sequences, methods, config, long_side=args.long_side, progress=report)
+    print(accuracy_table(results))
+    flow = flow_accuracy(net)
+    print(f"\nFlow on {flow['clips']} held-out synthetic pairs ({flow['size'][1]}x{flow['size'][0]}): "
+          f"SegFlow EPE {flow['segflow_epe']:.2f} px, DIS {flow['dis_epe']:.2f} px, zero flow {flow['zero_flow_epe']:.2f} px")
+    if args.json:
+        payload = {"methods": [asdict(r) | {"jf": r.jf} for r in results], "flow": flow,
+                   "finetune": asdict(config), "long_side": args.long_side, "weights": str(args.weights)}
+        Path(args.json).write_text(json.dumps(payload, indent=1))
+    return 0
+
+
+def _engine_settings(args: argparse.Namespace):
+    from dataclasses import replace
+
+    from napari_segflow.inference.session import SessionSettings
+    from napari_segflow.training.online import FinetuneConfig
+
+    finetune = replace(FinetuneConfig(), steps=args.finetune_steps, time_budget=args.finetune_seconds)
+    return SessionSettings(long_side=args.long_side, finetune=finetune, keep_flow=True, device=args.device)
+
+
+def _bench_engine(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from napari_segflow.evaluation.engine import Case, benchmark_engine, engine_table, synthetic_cases
+    from napari_segflow.training.davis import HELD_OUT, find_sequences
+
+    cases = []
+    for sequence in find_sequences(args.davis_root, names=args.sequences or list(HELD_OUT)):
+        truths = np.stack([(sequence.mask(i) > 0).astype(np.uint8) for i in range(len(sequence))])
+        cases.append(Case(sequence.name, "real", sequence.frames, truths))
+    cases += synthetic_cases(args.clips)
+
+    def report(row):
+        print(f"  {row.case} {row.method}: J {row.j:.3f} F {row.f:.3f} {row.frames_per_second:.1f} frames/s",
+              file=sys.stderr)
+
+    print(f"engine benchmark on {len(cases)} clip(s) ...", file=sys.stderr)
+    print(engine_table(benchmark_engine(cases, args.weights, _engine_settings(args), progress=report)))
+    return 0
+
+
+def _bench_long(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from napari_segflow.data.io import open_video, read_annotation
+    from napari_segflow.evaluation.engine import benchmark_long_video
+
+    video = open_video(args.video)
+    mask = read_annotation(args.mask, video.shape[1:3])
+    settings = _engine_settings(args)
+    bar = tqdm(total=args.long_frames, desc="propagate", unit="frame", file=sys.stderr)
+
+    def progress(done, total):
+        bar.update(1)
+
+    result = benchmark_long_video(video, mask, args.weights, settings, count=args.long_frames,
+                                  size=tuple(args.frame_size), progress=progress)
+    bar.close()
+    print("| video | working size | SegFlow frames/s | DIS warping frames/s | ratio | peak RSS |\n"
+          "|---|---|---:|---:|---:|---:|\n"
+          f"| {result.frames} frames {result.size[1]}x{result.size[0]} | "
+          f"{result.working_size[1]}x{result.working_size[0]} | {result.frames_per_second:.1f} | "
+          f"{result.dis_frames_per_second:.1f} | {result.frames_per_second / result.dis_frames_per_second:.2f} | "
+          f"{result.peak_rss_megabytes:.0f} MB (before the session: {result.baseline_rss_megabytes:.0f} MB) |")
+    return 0

@@ -1,0 +1,93 @@
+"""Edge-aware refinement of the score maps: the colour guided filter (He, Sun and Tang, "Guided Image
+Filtering", ECCV 2010) with the video frame as the guide.
+
+The network reads objects out at stride 8 of the working resolution, so its upsampled probabilities blur
+boundaries over about one stride-8 cell. The guided filter fits, in every window of that size, a linear
+model from the frame's colours to the probabilities, so the probabilities' edges snap to the frame's edges.
+Coefficients are fitted at half the frame's resolution and applied at full resolution ("fast guided filter",
+He and Sun 2015), which keeps it to a few milliseconds a frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+def box_mean(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Mean over (2r+1)^2 windows, clipped at the borders; x (C, H, W). Running sums, one axis at a time,
+    so the cost does not grow with the radius."""
+    out = x.double()
+    for dim in (1, 2):
+        length = out.shape[dim]
+        sums = F.pad(out.cumsum(dim), (0, 0, 1, 0) if dim == 1 else (1, 0))
+        index = torch.arange(length, device=x.device)
+        low, high = (index - radius).clamp(min=0), (index + radius + 1).clamp(max=length)
+        window = sums.index_select(dim, high) - sums.index_select(dim, low)
+        shape = [1, 1, 1]
+        shape[dim] = length
+        out = window / (high - low).view(shape)
+    return out.to(x.dtype)
+
+
+@dataclass(frozen=True)
+class GuidedFilter:
+    """radius in frame pixels; eps the regularisation (on colours in [0, 1]): larger keeps the input
+    smoother, smaller follows the frame's edges more closely."""
+
+    radius: int
+    eps: float = 1e-3
+    subsample: int = 2
+
+    def __call__(self, guide: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        """guide (3, H, W) in [0, 1]; inputs (C, H, W) -> (C, H, W)."""
+        size = guide.shape[-2:]
+        small_guide, small_inputs = guide, inputs
+        radius = self.radius
+        if self.subsample > 1:
+            scale = 1 / self.subsample
+            small_guide = F.interpolate(guide[None], scale_factor=scale, mode="bilinear", align_corners=False)[0]
+            small_inputs = F.interpolate(inputs[None], scale_factor=scale, mode="bilinear", align_corners=False)[0]
+            radius = max(1, round(radius / self.subsample))
+        a, b = self._coefficients(small_guide, small_inputs, radius)
+        if self.subsample > 1:
+            a = F.interpolate(a.flatten(0, 1)[None], size=size, mode="bilinear", align_corners=False)[0]
+            a = a.view(inputs.shape[0], 3, *size)
+            b = F.interpolate(b[None], size=size, mode="bilinear", align_corners=False)[0]
+        return (a * guide[None]).sum(1) + b
+
+    def _coefficients(self, guide, inputs, radius):
+        mean_guide = box_mean(guide, radius)  # (3, h, w)
+        products = torch.stack([guide[i] * guide[j] for i, j in _PAIRS])
+        covariance = box_mean(products, radius) - torch.stack([mean_guide[i] * mean_guide[j] for i, j in _PAIRS])
+        rr, rg, rb, gg, gb, bb = covariance
+        rr, gg, bb = rr + self.eps, gg + self.eps, bb + self.eps
+        # inverse of the symmetric 3x3 covariance by its adjugate
+        inv = torch.stack([gg * bb - gb * gb, gb * rb - rg * bb, rg * gb - gg * rb,
+                           rr * bb - rb * rb, rb * rg - rr * gb, rr * gg - rg * rg])
+        determinant = rr * inv[0] + rg * inv[1] + rb * inv[2]
+        inv = inv / determinant
+        full = [[inv[0], inv[1], inv[2]], [inv[1], inv[3], inv[4]], [inv[2], inv[4], inv[5]]]
+        mean_inputs = box_mean(inputs, radius)  # (C, h, w)
+        cross = box_mean((guide[None] * inputs[:, None]).flatten(0, 1), radius).view(inputs.shape[0], 3, *inputs.shape[1:])
+        cross = cross - mean_guide[None] * mean_inputs[:, None]
+        a = torch.stack([sum(full[i][j] * cross[:, j] for j in range(3)) for i in range(3)], dim=1)  # (C, 3, h, w)
+        b = mean_inputs - (a * mean_guide[None]).sum(1)
+        a = box_mean(a.flatten(0, 1), radius).view_as(a)
+        b = box_mean(b, radius)
+        return a, b
+
+
+_PAIRS = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
+
+
+def refine_probabilities(probabilities: torch.Tensor, frame: torch.Tensor, radius: int, eps: float = 1e-3) -> torch.Tensor:
+    """probabilities (K+1, H, W); frame (H, W, 3) uint8 -> refined probabilities (K+1, H, W), summing to 1."""
+    guide = frame.permute(2, 0, 1).float() / 255.0
+    # the filter is linear and keeps constants, so the objects' channels suffice: background is the rest
+    objects = GuidedFilter(radius, eps)(guide, probabilities[1:].float()).clamp(min=0)
+    background = (1 - objects.sum(0, keepdim=True)).clamp(min=0)
+    filtered = torch.cat([background, objects])
+    return filtered / filtered.sum(0, keepdim=True).clamp(min=1e-6)

@@ -1,0 +1,84 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from napari_segflow.checkpoint import save_checkpoint
+from napari_segflow.cli import main
+from napari_segflow.data.io import read_flo, read_label_image, write_label_png
+from napari_segflow.model.segflow import SegFlowNet
+
+FAST = ["--finetune-steps", "2", "--long-side", "128", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory, tiny_config):
+    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
+    save_checkpoint(SegFlowNet(tiny_config), path)
+    return str(path)
+
+
+@pytest.fixture()
+def frame_folder(tmp_path, synthetic_clip):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for t, frame in enumerate(synthetic_clip.frames):
+        Image.fromarray((frame * 255).astype(np.uint8)).save(folder / f"shot_{t}.png")
+    mask = (synthetic_clip.instances[2] == synthetic_clip.target_id).astype(np.uint8) * 5
+    write_label_png(mask, tmp_path / "mask.png")
+    return folder
+
+
+def test_propagate_writes_a_mask_per_frame_named_like_the_frames(tmp_path, frame_folder, tiny_weights, capsys):
+    out, flow_out = tmp_path / "masks", tmp_path / "flow"
+    code = main(["propagate", str(frame_folder), "--mask", str(tmp_path / "mask.png"), "--frame", "2",
+                 "--out", str(out), "--flow-out", str(flow_out), "--weights", tiny_weights, *FAST])
+    assert code == 0
+    names = [f"shot_{t}" for t in range(5)]
+    assert sorted(p.stem for p in out.glob("*.png")) == names
+    np.testing.assert_array_equal(read_label_image(out / "shot_2.png"), read_label_image(tmp_path / "mask.png"))
+    for name in names:
+        assert set(np.unique(read_label_image(out / f"{name}.png"))) <= {0, 5}
+        assert read_flo(flow_out / f"{name}.flo").shape == (96, 128, 2)
+    assert "wrote 5 masks" in capsys.readouterr().out
+
+
+def test_propagate_refuses_a_mask_of_another_size(tmp_path, frame_folder, tiny_weights, capsys):
+    write_label_png(np.ones((10, 10), np.uint8), tmp_path / "small.png")
+    code = main(["propagate", str(frame_folder), "--mask", str(tmp_path / "small.png"), "--out", str(tmp_path / "o"),
+                 "--weights", tiny_weights, *FAST])
+    assert code == 2
+    assert "small.png" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_flow_writes_a_full_resolution_flo(tmp_path, frame_folder, tiny_weights, capsys):
+    out = tmp_path / "pair.flo"
+    first, second = frame_folder / "shot_0.png", frame_folder / "shot_1.png"
+    assert main(["flow", str(first), str(second), "--out", str(out), "--weights", tiny_weights]) == 0
+    flow = read_flo(out)
+    assert flow.shape == (96, 128, 2) and np.isfinite(flow).all()
+    Image.new("RGB", (50, 40)).save(tmp_path / "other.png")
+    assert main(["flow", str(first), str(tmp_path / "other.png"), "--out", str(tmp_path / "x.flo"),
+                 "--weights", tiny_weights]) == 2
+    assert "same size" in capsys.readouterr().err
+    assert not (tmp_path / "x.flo").exists()
+
+
+def test_eval_scores_every_sequence_and_writes_predictions(tmp_path, davis_folder, tiny_weights, capsys):
+    out = tmp_path / "pred"
+    assert main(["eval", str(davis_folder), "--out", str(out), "--weights", tiny_weights, *FAST]) == 0
+    table = capsys.readouterr().out
+    for name in ("alpha", "beta", "val", "mean"):
+        assert f"| {name} |" in table
+    assert len(list((out / "beta").glob("*.png"))) == 5
+
+
+def test_bench_engine_sets_the_session_beside_both_peers(davis_folder, tiny_weights, capsys):
+    code = main(["bench", "--part", "engine", "--davis-root", str(davis_folder), "--sequences", "alpha",
+                 "--clips", "1", "--weights", tiny_weights, "--finetune-seconds", "5", *FAST])
+    assert code == 0
+    table = capsys.readouterr().out
+    for method in ("SegFlow session", "DIS flow warping", "Farneback flow warping"):
+        assert table.count(method) >= 2
+    assert "| real (1) |" in table and "| synthetic (1) |" in table
+    assert "peak RSS" in table and "J&F" in table
