@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from napari_segflow.checkpoint import SHIPPED_WEIGHTS
 from napari_segflow.cli.bench import run_bench
@@ -109,7 +108,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("segflow: interrupted", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

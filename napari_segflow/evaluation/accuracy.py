@@ -1,6 +1,7 @@
 """Accuracy on held-out sequences: SegFlow variants beside the classical peers, in one run.
 
-Variants (SegFlow Table 1): ``full`` (offline weights + online fine-tuning + flow features + memory);
+Variants (SegFlow Table 1): ``full`` (offline weights + online fine-tuning + flow features + memory + the
+edge refinement); ``-ref`` (no edge refinement: the score maps upsampled bilinearly);
 ``-ol`` (no online fine-tuning: the generic offline model's foreground); ``-flo`` (fine-tuned and run with
 the flow branch seeing each frame paired with itself, so its features carry no motion); ``-fda`` (fine-tuned
 without the deformed-next-frame clips). Peers: the first-frame mask carried by OpenCV DIS or Farneback flow.
@@ -24,7 +25,7 @@ from napari_segflow.objects import ObjectChannels
 from napari_segflow.training.davis import Sequence
 from napari_segflow.training.online import FinetuneConfig, finetune
 
-VARIANTS = ("full", "-ol", "-flo", "-fda")
+VARIANTS = ("full", "-ref", "-ol", "-flo", "-fda")
 PEERS = ("dis", "farneback")
 
 
@@ -81,7 +82,8 @@ def evaluate_sequence(
                 pass
             seconds = time.perf_counter() - start
         start = time.perf_counter()
-        results = propagate(net, frames, objects, order, geometry, device, motion_features=method != "-flo")
+        results = propagate(net, frames, objects, order, geometry, device, motion_features=method != "-flo",
+                            refine_edges=method != "-ref")
         labels = np.stack([r.labels for r in results])
         out[method] = (labels, seconds, len(order) / (time.perf_counter() - start))
     return out
@@ -117,7 +119,8 @@ def accuracy_table(results: list[MethodResult]) -> str:
     peer = next((r for r in results if r.method == "dis"), None)
     header = "| method | J&F | J | F | " + " | ".join(f"J {n}" for n in names) + " | fine-tune s | frames/s |"
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
-    label = {"full": "SegFlow (full)", "-ol": "SegFlow -ol", "-flo": "SegFlow -flo", "-fda": "SegFlow -fda",
+    label = {"full": "SegFlow (full)", "-ref": "SegFlow -ref", "-ol": "SegFlow -ol", "-flo": "SegFlow -flo",
+             "-fda": "SegFlow -fda",
              "dis": "DIS flow warping (peer)", "farneback": "Farneback flow warping (peer)"}
     for r in results:
         per_sequence = " | ".join(f"{r.j[n]:.3f}" for n in names)

@@ -18,6 +18,7 @@ import torch
 from napari_segflow.data.resolution import WorkingResolution
 from napari_segflow.device import autocast
 from napari_segflow.errors import SegFlowError
+from napari_segflow.inference.refine import edge_radius, refine_probabilities
 from napari_segflow.model.segflow import FrameOutput, SegFlowNet
 from napari_segflow.objects import ObjectChannels
 
@@ -49,18 +50,21 @@ def frame_order(count: int, start: int, direction: str, stop: int | None = None)
 
 
 class _FrameFeeder:
-    """Frames at the working resolution, each read once while it is needed (a frame and its partner)."""
+    """Frames read once while they are needed (a frame and its partner): as read, and at the working
+    resolution."""
 
     def __init__(self, frames, geometry: WorkingResolution, device) -> None:
         self.frames, self.geometry, self.device = frames, geometry, device
+        self.raw: dict[int, np.ndarray] = {}
         self.cache: dict[int, torch.Tensor] = {}
 
     def pair(self, index: int, partner: int) -> tuple[torch.Tensor, torch.Tensor]:
         for stale in [k for k in self.cache if k not in (index, partner)]:
-            del self.cache[stale]
+            del self.cache[stale], self.raw[stale]
         for k in (index, partner):
             if k not in self.cache:
-                self.cache[k] = self.geometry.frames_to_network(self.frames[k], self.device)
+                self.raw[k] = self.frames[k]
+                self.cache[k] = self.geometry.frames_to_network(self.raw[k], self.device)
         return self.cache[index], self.cache[partner]
 
 
@@ -74,8 +78,11 @@ def _partners(order: list[int], count: int, motion_features: bool) -> list[int]:
     return [order[p + 1] if p + 1 < len(order) else order[p - 1] for p in range(len(order))]
 
 
-def _result(index, logits, output: FrameOutput, objects, geometry, final=True) -> FrameResult:
+def _result(index, logits, output: FrameOutput, objects, geometry, frame, refine_edges, final=True) -> FrameResult:
     probabilities = torch.softmax(geometry.logits_to_frame(logits.float()), dim=1)[0]
+    if refine_edges:
+        frame = torch.as_tensor(frame, device=probabilities.device)
+        probabilities = refine_probabilities(probabilities, frame, edge_radius(geometry))
     channels = probabilities.argmax(0).cpu().numpy()
     flow = geometry.flow_to_frame(output.flow.flow.float())[0].permute(1, 2, 0).cpu().numpy()
     return FrameResult(
@@ -104,9 +111,11 @@ def propagate(
     device: torch.device | str = "cpu",
     motion_features: bool = True,
     bidirectional: bool = False,
+    refine_edges: bool = True,
 ) -> Iterator[FrameResult]:
     """Segment ``frames`` (lazy (T, H, W, 3) uint8) in ``order``, carrying the memory from frame to frame;
-    ``bidirectional`` adds the sweep back (results yielded twice, see the module's docstring)."""
+    ``bidirectional`` adds the sweep back (results yielded twice, see the module's docstring);
+    ``refine_edges`` snaps the probabilities' edges to the frame's (``refine.py``)."""
     _check_objects(net, objects)
     device = torch.device(device)
     net.eval()
@@ -120,7 +129,8 @@ def propagate(
         hidden = output.hidden
         if bidirectional:
             forward_states.append(hidden.to("cpu", torch.float16))
-        yield _result(index, output.logits, output, objects, geometry, final=not bidirectional)
+        yield _result(index, output.logits, output, objects, geometry, feeder.raw[index], refine_edges,
+                      final=not bidirectional)
     if not bidirectional:
         return
     hidden = None
@@ -134,4 +144,5 @@ def propagate(
             hidden, _ = net.memory(fused.memory_input, hidden)
             forward = forward_states[position].to(device, hidden.dtype)
             logits = net.readout(fused, forward, hidden, size=tuple(image.shape[-2:]))
-        yield _result(index, logits, FrameOutput(logits=logits, flow=flow, hidden=hidden, gates=None), objects, geometry)
+        output = FrameOutput(logits=logits, flow=flow, hidden=hidden, gates=None)
+        yield _result(index, logits, output, objects, geometry, feeder.raw[index], refine_edges)

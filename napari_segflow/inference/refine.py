@@ -83,6 +83,11 @@ class GuidedFilter:
 _PAIRS = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
 
 
+def edge_radius(geometry) -> int:
+    """The filter's radius: one stride-8 cell of the network's score map, in frame pixels."""
+    return max(1, round(8 * max(geometry.height, geometry.width) / geometry.long_side))
+
+
 def refine_probabilities(probabilities: torch.Tensor, frame: torch.Tensor, radius: int, eps: float = 1e-3) -> torch.Tensor:
     """probabilities (K+1, H, W); frame (H, W, 3) uint8 -> refined probabilities (K+1, H, W), summing to 1."""
     guide = frame.permute(2, 0, 1).float() / 255.0

@@ -62,6 +62,7 @@ class SessionSettings:
     correction_steps: int = 50
     correction_time_budget: float | None = 20.0
     bidirectional: bool = False
+    refine_edges: bool = True
     keep_flow: bool = True
     device: str = "auto"
 
@@ -344,7 +345,7 @@ class VideoSession:
                 if not order:
                     continue
                 results = propagate(net, self.frames, self.objects, order, self.geometry, self.device,
-                                    bidirectional=bidirectional)
+                                    bidirectional=bidirectional, refine_edges=self.settings.refine_edges)
                 for result in results:
                     if result.index in seen:
                         continue

@@ -1,0 +1,36 @@
+import torch
+import torch.nn.functional as F
+
+from napari_segflow.data.resolution import WorkingResolution
+from napari_segflow.inference.refine import box_mean, edge_radius, refine_probabilities
+
+
+def test_box_mean_matches_average_pooling_with_clipped_borders():
+    x = torch.rand(3, 37, 51)
+    expected = F.avg_pool2d(x[None], 9, stride=1, padding=4, count_include_pad=False)[0]
+    torch.testing.assert_close(box_mean(x, 4), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_refinement_snaps_a_blurred_boundary_to_the_frame_edge():
+    height, width, edge = 64, 96, 53
+    frame = torch.zeros(height, width, 3, dtype=torch.uint8)
+    frame[:, edge:] = torch.tensor([200, 180, 60], dtype=torch.uint8)
+    truth = torch.zeros(height, width, dtype=torch.bool)
+    truth[:, edge:] = True
+    columns = torch.arange(width, dtype=torch.float32)
+    # a coarse prediction: the right boundary, blurred over ~8 px and 3.5 px off
+    foreground = torch.sigmoid((columns - edge + 3.5) / 3).expand(height, width)
+    probabilities = torch.stack([1 - foreground, foreground])
+    refined = refine_probabilities(probabilities, frame, radius=8)
+    torch.testing.assert_close(refined.sum(0), torch.ones(height, width))
+    before = ((probabilities[1] > 0.5) != truth).sum()
+    after = ((refined[1] > 0.5) != truth).sum()
+    assert before >= 3 * height and after < before / 3
+    # the refined probabilities jump at the frame's edge, where the coarse ones hardly change
+    assert refined[1][:, edge].mean() - refined[1][:, edge - 1].mean() > 0.5
+    assert probabilities[1][:, edge].mean() - probabilities[1][:, edge - 1].mean() < 0.2
+
+
+def test_the_radius_is_one_stride8_cell_in_frame_pixels():
+    assert edge_radius(WorkingResolution(480, 854, 448)) == 15
+    assert edge_radius(WorkingResolution(240, 427, 448)) == 8
