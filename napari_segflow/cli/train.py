@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 def run_train(args: argparse.Namespace) -> int:
     from napari_segflow.training.offline import OfflineTrainer, load_train_config

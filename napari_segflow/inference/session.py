@@ -26,12 +26,10 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-import torch
 
 from napari_segflow.checkpoint import SHIPPED_WEIGHTS, load_checkpoint, save_checkpoint
 from napari_segflow.data.augment import AffineRanges, DeformationRanges
 from napari_segflow.data.io import (
-    VideoFrames,
     open_video,
     read_label_image,
     read_npy,

@@ -5,7 +5,6 @@ import pytest
 import torch
 from PIL import Image
 
-from napari_segflow.data.io import read_label_image
 from napari_segflow.errors import SegFlowError
 from napari_segflow.inference.propagation import FrameResult
 from napari_segflow.inference.session import SessionSettings, VideoSession
