@@ -12,6 +12,7 @@ from napari_segflow.cli.train import run_train
 from napari_segflow.cli.video import run_eval, run_flow, run_propagate
 from napari_segflow.data.resolution import DEFAULT_LONG_SIDE
 from napari_segflow.device import DEVICE_CHOICES
+from napari_segflow.inference.session import SESSION_FINETUNE_SECONDS
 from napari_segflow.errors import SegFlowError
 
 
@@ -94,7 +95,8 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--long-side", type=int, default=DEFAULT_LONG_SIDE,
                         help=f"working resolution long side (default: {DEFAULT_LONG_SIDE})")
     parser.add_argument("--finetune-steps", type=int, default=150, help="fine-tune steps (default: 150)")
-    parser.add_argument("--finetune-seconds", type=float, default=60.0, help="fine-tune time budget (default: 60)")
+    parser.add_argument("--finetune-seconds", type=float, default=SESSION_FINETUNE_SECONDS,
+                        help=f"fine-tune time budget (default: {SESSION_FINETUNE_SECONDS:g})")
     parser.add_argument("--bidirectional", action="store_true", help="add the backward memory sweep")
 
 

@@ -163,7 +163,7 @@ class LoopedFrames(VideoFrames):
         frame = self.base[index % len(self.base)]
         if tuple(frame.shape[:2]) == self.shape[1:3]:
             return frame
-        return np.asarray(Image.fromarray(frame).resize((self.shape[2], self.shape[1]), Image.BILINEAR))
+        return np.array(Image.fromarray(frame).resize((self.shape[2], self.shape[1]), Image.BILINEAR))
 
 
 @dataclass

@@ -48,6 +48,7 @@ from napari_segflow.training.online import FinetuneConfig, FinetuneStep, finetun
 SESSION_FILE = "session.json"
 FORMAT_VERSION = 1
 DIRECTIONS = ("forward", "backward", "both")
+SESSION_FINETUNE_SECONDS = 50.0
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,8 @@ class SessionSettings:
     for ``correction_steps`` steps or ``correction_time_budget`` seconds."""
 
     long_side: int = DEFAULT_LONG_SIDE
-    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    # 50 s rather than the fine-tune's own 60: fine-tune plus propagation of a short clip stays under a minute
+    finetune: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(time_budget=SESSION_FINETUNE_SECONDS))
     correction_steps: int = 50
     correction_time_budget: float | None = 20.0
     bidirectional: bool = False

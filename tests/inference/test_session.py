@@ -158,6 +158,9 @@ def test_a_corrupt_frame_stops_the_run_and_keeps_earlier_results(tmp_path, video
     assert seen == [0, 1]  # frame 2's flow partner is frame 3
     assert session.result_frames == [0, 1]
     assert session.pending_ranges() == [[0, 1, 2, 3, 4]]  # the run did not complete: it is still pending
+    reopened = VideoSession.open(tmp_path / "s", weights=base)  # as after a crash: what was written is there
+    assert reopened.result_frames == [0, 1] and reopened.pending_ranges() == [[0, 1, 2, 3, 4]]
+    np.testing.assert_array_equal(reopened.labels(1), session.labels(1))
 
 
 def test_cancelled_runs_keep_state_consistent(tmp_path, video, settings, base):
