@@ -36,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--davis-root", default="../shared/data/davis2016-train-240p",
                        help="held-out sequences (<seq>/frames + <seq>/masks, or the DAVIS layout)")
     bench.add_argument("--sequences", nargs="*", help="sequence names (default: the six held out of training)")
-    bench.add_argument("--methods", nargs="*", help="subset of full -ol -flo -fda dis farneback")
+    bench.add_argument("--methods", nargs="+", action="extend",
+                       help="subset of full -ref -ol -flo -fda dis farneback for --part accuracy; the ablations "
+                            "start with '-', so name them as --methods=-ref (repeatable)")
     bench.add_argument("--finetune-steps", type=int, default=150)
     bench.add_argument("--finetune-seconds", type=float, default=60.0)
     bench.add_argument("--json", help="also write the results as JSON here")

@@ -28,3 +28,12 @@ def test_demo_runs_on_the_sample_with_the_shipped_weights(tmp_path, capsys):
     assert len(list((tmp_path / "masks").glob("*.png"))) == 82
     assert len(list((tmp_path / "flow").glob("*.png"))) == 82
     assert (tmp_path / "overview.png").is_file()
+
+
+def test_bench_takes_ablation_names_that_start_with_a_dash():
+    from napari_segflow.cli import build_parser
+
+    args = build_parser().parse_args(
+        ["bench", "--part", "accuracy", "--methods", "full", "--methods=-ref", "--methods", "dis", "farneback"]
+    )
+    assert args.methods == ["full", "-ref", "dis", "farneback"]
