@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from napari_segflow.cli.video import session_settings
+
 def run_bench(args: argparse.Namespace) -> int:
     import torch
 
@@ -84,16 +86,6 @@ def _bench_accuracy(args: argparse.Namespace) -> int:
     return 0
 
 
-def _engine_settings(args: argparse.Namespace):
-    from dataclasses import replace
-
-    from napari_segflow.inference.session import SessionSettings
-    from napari_segflow.training.online import FinetuneConfig
-
-    finetune = replace(FinetuneConfig(), steps=args.finetune_steps, time_budget=args.finetune_seconds)
-    return SessionSettings(long_side=args.long_side, finetune=finetune, keep_flow=True, device=args.device)
-
-
 def _bench_engine(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -111,7 +103,7 @@ def _bench_engine(args: argparse.Namespace) -> int:
               file=sys.stderr)
 
     print(f"engine benchmark on {len(cases)} clip(s) ...", file=sys.stderr)
-    print(engine_table(benchmark_engine(cases, args.weights, _engine_settings(args), progress=report)))
+    print(engine_table(benchmark_engine(cases, args.weights, session_settings(args, keep_flow=True), progress=report)))
     return 0
 
 
@@ -123,7 +115,7 @@ def _bench_long(args: argparse.Namespace) -> int:
 
     video = open_video(args.video)
     mask = read_annotation(args.mask, video.shape[1:3])
-    settings = _engine_settings(args)
+    settings = session_settings(args, keep_flow=True)
     bar = tqdm(total=args.long_frames, desc="propagate", unit="frame", file=sys.stderr)
 
     def progress(done, total):

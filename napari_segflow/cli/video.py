@@ -7,14 +7,15 @@ import sys
 from pathlib import Path
 
 
-def session_settings(args: argparse.Namespace, keep_flow: bool):
+def session_settings(args: argparse.Namespace, keep_flow: bool, bidirectional: bool = False):
+    """SessionSettings from the engine options (--long-side, --finetune-steps/-seconds, --device)."""
     from dataclasses import replace
 
     from napari_segflow.inference.session import SessionSettings
     from napari_segflow.training.online import FinetuneConfig
 
     finetune = replace(FinetuneConfig(), steps=args.finetune_steps, time_budget=args.finetune_seconds)
-    return SessionSettings(long_side=args.long_side, finetune=finetune, bidirectional=args.bidirectional,
+    return SessionSettings(long_side=args.long_side, finetune=finetune, bidirectional=bidirectional,
                            keep_flow=keep_flow, device=args.device)
 
 
@@ -54,7 +55,7 @@ def run_propagate(args: argparse.Namespace) -> int:
     video = open_video(args.video)
     mask = read_annotation(args.mask, video.shape[1:3])
     out, flow_out = Path(args.out), Path(args.flow_out) if args.flow_out else None
-    settings = session_settings(args, keep_flow=False)
+    settings = session_settings(args, keep_flow=False, bidirectional=args.bidirectional)
     with VideoSession(args.video, args.session, weights=args.weights, settings=settings) as session:
         session.add_annotation(args.frame, mask)
         drive(session.finetune(), settings.finetune.steps, 0)
@@ -119,7 +120,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from napari_segflow.training.davis import find_sequences
 
     sequences = find_sequences(args.root, names=args.sequences)
-    settings = session_settings(args, keep_flow=False)
+    settings = session_settings(args, keep_flow=False, bidirectional=args.bidirectional)
     rows = []
     for sequence in sequences:
         first = sequence.mask(0)

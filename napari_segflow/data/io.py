@@ -425,7 +425,12 @@ def read_flo(path) -> np.ndarray:
     return np.frombuffer(raw[12:], np.float32).reshape(int(height), int(width), 2).copy()
 
 
-# -- arrays -----------------------------------------------------------------------------------------
+# -- arrays and text --------------------------------------------------------------------------------
+
+
+def write_text(text: str, path) -> None:
+    """A text file, written beside the target and renamed into place."""
+    _atomic_write(Path(path), lambda target: target.write_text(text))
 
 
 def write_npy(array: np.ndarray, path) -> None:

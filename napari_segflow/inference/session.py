@@ -35,6 +35,7 @@ from napari_segflow.data.io import (
     read_npy,
     write_label_png,
     write_npy,
+    write_text,
 )
 from napari_segflow.data.resolution import DEFAULT_LONG_SIDE, WorkingResolution
 from napari_segflow.device import choose_device, is_out_of_memory, out_of_memory_error, place_model
@@ -136,7 +137,7 @@ class VideoSession:
         self.net: SegFlowNet | None = None
         self.annotations: dict[int, np.ndarray] = {}
         self.objects: ObjectChannels | None = None
-        _write_text_atomic(self.folder / SESSION_FILE, self._state_text())
+        write_text(self._state_text(), self.folder / SESSION_FILE)
 
     def _set_up(self, base: SegFlowNet) -> None:
         self.base = base
@@ -210,7 +211,7 @@ class VideoSession:
         path = self.folder / SESSION_FILE
         if path.is_file() and path.read_text() == text:
             return
-        entry.write(SESSION_FILE, lambda target: _write_text_atomic(target, text))
+        entry.write(SESSION_FILE, lambda target: write_text(text, target))
 
     def _load_state(self) -> None:
         state = json.loads((self.folder / SESSION_FILE).read_text())
@@ -441,9 +442,3 @@ class VideoSession:
             raise SegFlowError("the session has no fine-tuned weights yet: run finetune() (or run()) first")
         if self.objects is None or self.net.config.num_classes != self.objects.num_objects + 1:
             raise SegFlowError("the objects changed since the last fine-tune: run finetune() (or run()) again")
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    temporary.replace(path)
