@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -154,10 +155,9 @@ class VideoSession:
 
     # -- saved state ---------------------------------------------------------------------------------
 
-    @classmethod
-    def open(cls, folder, video=None, weights: str | Path | SegFlowNet | None = None) -> VideoSession:
-        """A saved session. ``video`` is needed when the session was made from an array (else the recorded
-        path is reopened); ``weights`` when it was made from a network object."""
+    @staticmethod
+    def peek(folder) -> dict:
+        """A saved session's state (video, shape, settings, objects...) without opening it."""
         folder = Path(folder)
         state_path = folder / SESSION_FILE
         if not state_path.is_file():
@@ -168,6 +168,14 @@ class VideoSession:
             raise SegFlowError(f"{state_path}: damaged session file ({error})") from error
         if state.get("version") != FORMAT_VERSION:
             raise SegFlowError(f"{state_path}: session format {state.get('version')!r}, expected {FORMAT_VERSION}")
+        return state
+
+    @classmethod
+    def open(cls, folder, video=None, weights: str | Path | SegFlowNet | None = None) -> VideoSession:
+        """A saved session. ``video`` is needed when the session was made from an array (else the recorded
+        path is reopened); ``weights`` when it was made from a network object."""
+        folder = Path(folder)
+        state = cls.peek(folder)
         if video is None:
             if state["video"] is None:
                 raise SegFlowError(f"{folder}: the session was made from an array; pass the video to open it")
@@ -262,18 +270,27 @@ class VideoSession:
     def add_annotation(self, index: int, labels: np.ndarray) -> None:
         """The user's labels for frame ``index`` (ids are objects, 0 background). Checked before anything
         changes; then it joins the fine-tuning set, and the next ``run()`` re-propagates around it."""
-        self._check_index(index, "annotation frame")
-        labels = np.asarray(labels)
-        annotations = {**self.annotations, int(index): labels}
-        checked, objects = prepare_annotations(self.frames, annotations)
-        if not labels.any():
-            raise SegFlowError(f"annotation of frame {index}: the mask is empty (every pixel is 0)")
-        labels = np.asarray(labels, np.uint8)
+        self.add_annotations({index: labels})
+
+    def add_annotations(self, annotations: dict[int, np.ndarray]) -> None:
+        """Several frames' labels at once, as one undoable change: all are checked before any is kept."""
+        for index, labels in annotations.items():
+            self._check_index(index, "annotation frame")
+            if not np.asarray(labels).any():
+                raise SegFlowError(f"annotation of frame {index}: the mask is empty (every pixel is 0)")
+        merged = {**self.annotations, **{int(t): np.asarray(a) for t, a in annotations.items()}}
+        _, objects = prepare_annotations(self.frames, merged)
         entry = self.journal.begin()
-        entry.write(f"annotations/{_frame_file(index, '.png')}", lambda path: write_label_png(labels, path))
-        self.annotations[int(index)] = labels
-        self.objects = objects
-        self._write_state(entry)
+        try:
+            for index, labels in annotations.items():
+                labels = np.asarray(labels, np.uint8)
+                entry.write(f"annotations/{_frame_file(int(index), '.png')}",
+                            lambda path, labels=labels: write_label_png(labels, path))
+                self.annotations[int(index)] = labels
+            self.objects = objects
+            self._write_state(entry)
+        finally:
+            entry.discard_if_empty()
 
     # -- fine-tuning ---------------------------------------------------------------------------------
 
@@ -406,15 +423,46 @@ class VideoSession:
         finally:
             entry.discard_if_empty()
 
+    # -- settings and saving -------------------------------------------------------------------------
+
+    def reconfigure(self, settings: SessionSettings) -> None:
+        """New settings for the work to come (device, budgets, working resolution...); results so far
+        stay. Not an undoable change: undo keeps the settings in force."""
+        device = choose_device(settings.device)
+        geometry = WorkingResolution(self.frames.shape[1], self.frames.shape[2], settings.long_side)
+        self.settings, self.device, self.geometry = settings, device, geometry
+        write_text(self._state_text(), self.folder / SESSION_FILE)
+
+    def save_as(self, folder) -> None:
+        """Copy the session, undo history included, to ``folder`` (new or empty) and go on working there."""
+        folder = Path(folder)
+        if (folder / SESSION_FILE).exists():
+            raise SegFlowError(f"{folder}: already holds a session; choose a new or empty folder")
+        if folder.exists() and any(folder.iterdir()):
+            raise SegFlowError(f"{folder}: the folder to save the session in must be new or empty")
+        staging = folder.with_name(f".{folder.name}.saving")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(self.folder, staging)
+        if folder.exists():
+            folder.rmdir()
+        staging.rename(folder)
+        self.close()
+        self.folder = folder
+        self.journal = Journal(folder)
+
     # -- undo and closing ----------------------------------------------------------------------------
 
-    def undo(self) -> bool:
+    def undo(self) -> list[int] | None:
         """Take back the newest change (a run, a fine-tune, a propagation or an added annotation): every
-        file it wrote returns to what it was. False when there is nothing to undo."""
-        if self.journal.undo() is None:
-            return False
+        file it wrote returns to what it was. Returns the frames whose labels changed back (empty when the
+        change held no labels), or None when there is nothing to undo. The settings stay as they are."""
+        restored = self.journal.undo()
+        if restored is None:
+            return None
         self._load_state()
-        return True
+        write_text(self._state_text(), self.folder / SESSION_FILE)
+        frames = {int(Path(p).stem) for p in restored if p.startswith(("results/labels/", "annotations/"))}
+        return sorted(frames)
 
     @property
     def can_undo(self) -> bool:

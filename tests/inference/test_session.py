@@ -80,14 +80,14 @@ def test_a_correction_refinetunes_warm_and_repropagates_up_to_the_user_frames(tm
     np.testing.assert_array_equal(session.labels(0), before[0])
     assert any(not torch.equal(weights_before[k], v) for k, v in session.net.state_dict().items())
 
-    assert session.undo()  # the run: results and weights back
+    assert session.undo() == [1, 2, 3, 4]  # the run: results and weights back
     for t in range(5):
         if t != 3:
             np.testing.assert_array_equal(session.labels(t), before[t])
     for k, v in session.net.state_dict().items():
         torch.testing.assert_close(v, weights_before[k])
     assert session.needs_finetune and 3 in session.annotations
-    assert session.undo()  # the annotation
+    assert session.undo() == [3]  # the annotation
     assert 3 not in session.annotations and not session.needs_finetune
     np.testing.assert_array_equal(session.labels(3), before[3])
 
@@ -176,7 +176,7 @@ def test_cancelled_runs_keep_state_consistent(tmp_path, video, settings, base):
     assert [next(running).index, next(running).index] == [0, 1]
     running.close()  # cancelled: the frames done are kept...
     assert session.result_frames == [0, 1]
-    assert session.undo()  # ...or taken back, as the caller chooses
+    assert session.undo() is not None  # ...or taken back, as the caller chooses
     assert session.result_frames == []
     assert session.net is not None
 
@@ -225,3 +225,48 @@ def test_a_temporary_session_cleans_up(video, settings, base):
         session.add_annotation(0, _first_mask(masks))
         assert folder.is_dir()
     assert not folder.exists()
+
+
+def test_several_annotations_are_one_change_and_a_bad_one_keeps_none(tmp_path, video, settings, base):
+    frames, masks = video
+    session = VideoSession(frames, tmp_path / "s", weights=base, settings=settings)
+    good = _first_mask(masks)
+    with pytest.raises(SegFlowError, match="frame 4: the mask is empty"):
+        session.add_annotations({0: good, 4: np.zeros_like(good)})
+    assert session.annotations == {} and not session.can_undo
+    session.add_annotations({0: good, 4: good})
+    assert sorted(session.annotations) == [0, 4]
+    assert session.undo() == [0, 4] and session.annotations == {}
+
+
+def test_a_temporary_session_saved_to_a_folder_reopens_there(tmp_path, video, settings, base):
+    frames, masks = video
+    session = VideoSession(frames, weights=base, settings=settings)
+    temporary = session.folder
+    session.add_annotation(0, _first_mask(masks))
+    list(session.run())
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "x.txt").write_text("mine")
+    with pytest.raises(SegFlowError, match="must be new or empty"):
+        session.save_as(tmp_path / "taken")
+    assert (tmp_path / "taken" / "x.txt").read_text() == "mine"
+    session.save_as(tmp_path / "saved")
+    assert session.folder == tmp_path / "saved" and not temporary.exists()
+    reopened = VideoSession.open(tmp_path / "saved", video=frames, weights=base)
+    np.testing.assert_array_equal(reopened.labels_volume(), session.labels_volume())
+    assert reopened.undo() == [0, 1, 2, 3, 4]  # the undo history travelled with it
+
+
+def test_new_settings_apply_to_later_work_and_survive_undo(tmp_path, video, settings, base):
+    frames, masks = video
+    session = VideoSession(frames, tmp_path / "s", weights=base, settings=settings)
+    session.add_annotation(0, _first_mask(masks))
+    wider = SessionSettings(**{**settings.__dict__, "long_side": 192})
+    session.reconfigure(wider)
+    assert session.geometry.long_side == 192
+    with pytest.raises(SegFlowError, match="device"):
+        session.reconfigure(SessionSettings(**{**settings.__dict__, "device": "no-such-device"}))
+    assert session.settings == wider
+    session.undo()
+    assert session.settings == wider and not session.annotations
+    assert VideoSession.open(tmp_path / "s", video=frames, weights=base).settings == wider

@@ -1,0 +1,405 @@
+"""The dock widget: choose the video and the annotation, press a button, watch the masks fill in.
+
+Everything it does is forwarded to ``Annotator``; long work runs in a napari worker thread whose updates
+come back to the GUI thread, where the layers are written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from napari.layers import Image
+from napari.qt.threading import create_worker
+from napari.utils import progress
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_segflow.annotate.annotator import Annotator
+from napari_segflow.annotate.progress import FINETUNE
+from napari_segflow.device import DEVICE_CHOICES
+from napari_segflow.errors import SegFlowError
+
+#: (action, button text, key, what it does): the keys are bound on the viewer while the widget is open.
+ACTIONS = (
+    ("run", "Fine-tune && propagate", "Alt-R",
+     "Learn from every painted frame, then propagate what changed up to the neighbouring painted frames"),
+    ("finetune", "Fine-tune", "Alt-T", "Fine-tune on the painted frames only"),
+    ("backward", "◀ Backward", "Alt-Left", "Propagate from the current frame to the first"),
+    ("both", "◀ Both ▶", "Alt-B", "Propagate from the current frame both ways"),
+    ("forward", "Forward ▶", "Alt-Right", "Propagate from the current frame to the last"),
+)
+CANCEL_KEY, UNDO_KEY = "Alt-C", "Alt-Z"
+
+
+class SegFlowWidget(QWidget):
+    def __init__(self, napari_viewer, annotator: Annotator | None = None) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.annotator = annotator or Annotator(napari_viewer)
+        self.annotator.on_painted = self._show_user_frames
+        self.worker = None
+        self.job = None
+        self._bars: dict[str, progress] = {}
+        self._updating = False
+        self._cancelled = self._failed = False
+
+        self.video_box = QComboBox(toolTip="The video (an Image layer: frames, height, width[, colour])")
+        self.annotation_box = QComboBox(toolTip="The Labels layer you paint the objects on")
+        self.new_annotation = QPushButton("New", toolTip="A new empty annotation layer sized to the video")
+        self.device_box = QComboBox(toolTip="Where the network runs; auto picks a GPU when there is one")
+        self.device_box.addItems(list(DEVICE_CHOICES))
+        self.budget = QDoubleSpinBox(minimum=1, maximum=3600, decimals=0, suffix=" s",
+                                     toolTip="The first fine-tune stops after this long (or its step count)")
+        self.long_side = QSpinBox(minimum=128, maximum=2048, singleStep=64, suffix=" px",
+                                  toolTip="The network works at this long side; smaller is faster and uses less memory")
+        self.two_way = QCheckBox("Two-way memory", toolTip="A second, backward sweep of the ConvGRU memory")
+        self.follow = QCheckBox("Show the frame being written", checked=True)
+        self._show_settings()
+
+        self.buttons: dict[str, QPushButton] = {}
+        for action, text, key, tip in ACTIONS:
+            button = QPushButton(text, toolTip=f"{tip} [{key}]")
+            button.clicked.connect(lambda _=False, a=action: self.start(a))
+            self.buttons[action] = button
+        self.cancel_button = QPushButton("Cancel", toolTip=f"Stop after the current step; what is done is kept [{CANCEL_KEY}]")
+        self.cancel_button.clicked.connect(self.cancel)
+        self.undo_button = QPushButton("Undo", toolTip=f"Take back the last run: masks and weights as before [{UNDO_KEY}]")
+        self.undo_button.clicked.connect(self.undo)
+        self.save_button = QPushButton("Save session…", toolTip="Keep the session (masks, flow, weights) in a folder")
+        self.save_button.clicked.connect(lambda: self.save_session())
+        self.open_button = QPushButton("Open session…", toolTip="Reopen a saved session")
+        self.open_button.clicked.connect(lambda: self.open_session())
+
+        self.bar = QProgressBar(textVisible=False)
+        self.status = QLabel("Paint the object on a frame, then press Fine-tune & propagate.", wordWrap=True)
+        self.user_frames = QListWidget(toolTip="Frames you painted: never overwritten. Click one to go there.")
+        self.user_frames.setMaximumHeight(110)
+        self.user_frames.itemClicked.connect(self._go_to_frame)
+
+        self._lay_out()
+        self.video_box.currentIndexChanged.connect(self._video_chosen)
+        self.annotation_box.currentIndexChanged.connect(self._annotation_chosen)
+        self.new_annotation.clicked.connect(self._new_annotation)
+        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+            event.connect(self._refresh_layers)
+        self._bind_keys()
+        self._refresh_layers()
+        self._set_running(False)
+
+    # -- layout --------------------------------------------------------------------------------------
+
+    def _lay_out(self) -> None:
+        layers = QFormLayout()
+        layers.addRow("Video", self.video_box)
+        row = QHBoxLayout()
+        row.addWidget(self.annotation_box, 1)
+        row.addWidget(self.new_annotation)
+        layers.addRow("Annotation", row)
+        settings = QGroupBox("Settings")
+        form = QFormLayout(settings)
+        form.addRow("Device", self.device_box)
+        form.addRow("Fine-tune budget", self.budget)
+        form.addRow("Working size", self.long_side)
+        form.addRow(self.two_way)
+        form.addRow(self.follow)
+        grid = QGridLayout()
+        grid.addWidget(self.buttons["run"], 0, 0, 1, 3)
+        grid.addWidget(self.buttons["finetune"], 1, 0, 1, 3)
+        grid.addWidget(self.buttons["backward"], 2, 0)
+        grid.addWidget(self.buttons["both"], 2, 1)
+        grid.addWidget(self.buttons["forward"], 2, 2)
+        grid.addWidget(self.cancel_button, 3, 0, 1, 2)
+        grid.addWidget(self.undo_button, 3, 2)
+        sessions = QHBoxLayout()
+        sessions.addWidget(self.save_button)
+        sessions.addWidget(self.open_button)
+        outer = QVBoxLayout(self)
+        outer.addLayout(layers)
+        outer.addWidget(settings)
+        outer.addLayout(grid)
+        outer.addWidget(self.bar)
+        outer.addWidget(self.status)
+        outer.addWidget(QLabel("Your frames:"))
+        outer.addWidget(self.user_frames)
+        outer.addLayout(sessions)
+        outer.addStretch(1)
+
+    def _show_settings(self) -> None:
+        settings = self.annotator.settings
+        self.device_box.setCurrentText(settings.device)
+        self.budget.setValue(settings.finetune.time_budget or 0)
+        self.long_side.setValue(settings.long_side)
+        self.two_way.setChecked(settings.bidirectional)
+
+    def settings(self):
+        current = self.annotator.settings
+        return replace(
+            current, device=self.device_box.currentText(), long_side=self.long_side.value(),
+            bidirectional=self.two_way.isChecked(),
+            finetune=replace(current.finetune, time_budget=float(self.budget.value())),
+        )
+
+    # -- layers --------------------------------------------------------------------------------------
+
+    def _refresh_layers(self, *_) -> None:
+        if self._updating:
+            return
+        self._updating = True
+        try:
+            _fill(self.video_box, [layer for layer in self.viewer.layers if isinstance(layer, Image)
+                                   and "segflow_output" not in layer.metadata], self.annotator.video_layer)
+            self._fill_annotations()
+        finally:
+            self._updating = False
+        self._video_chosen()
+
+    def _fill_annotations(self) -> None:
+        video = self.video_box.currentData()
+        candidates = []
+        if video is not None:
+            try:
+                candidates = self.annotator.annotation_candidates(video)
+            except SegFlowError:
+                candidates = []
+        _fill(self.annotation_box, candidates, self.annotator.annotation_layer)
+
+    def _video_chosen(self, *_) -> None:
+        if self._updating:
+            return
+        layer = self.video_box.currentData()
+        if layer is None or layer is self.annotator.video_layer:
+            return
+        try:
+            self.annotator.use_video(layer)
+        except SegFlowError as error:
+            show_error(str(error))
+            return
+        self._updating = True
+        try:
+            self._fill_annotations()
+        finally:
+            self._updating = False
+        self._annotation_chosen()
+
+    def _annotation_chosen(self, *_) -> None:
+        if self._updating or self.annotator.video_layer is None:
+            return
+        try:
+            layer = self.annotator.use_annotation(self.annotation_box.currentData())
+        except SegFlowError as error:
+            show_error(str(error))
+            return
+        self._select(self.annotation_box, layer)
+        self._show_user_frames()
+
+    def _new_annotation(self) -> None:
+        if self.annotator.video_layer is None:
+            show_error("choose the video layer first")
+            return
+        self._updating = True
+        try:
+            layer = self.annotator.new_annotation()
+        except SegFlowError as error:
+            show_error(str(error))
+            return
+        finally:
+            self._updating = False
+        self._fill_annotations_selecting(layer)
+
+    def _fill_annotations_selecting(self, layer) -> None:
+        self._updating = True
+        try:
+            self._fill_annotations()
+            self._select(self.annotation_box, layer)
+        finally:
+            self._updating = False
+        self._show_user_frames()
+
+    def _select(self, box: QComboBox, layer) -> None:
+        was, self._updating = self._updating, True
+        try:
+            for i in range(box.count()):
+                if box.itemData(i) is layer:
+                    box.setCurrentIndex(i)
+        finally:
+            self._updating = was
+
+    def _show_user_frames(self) -> None:
+        self.user_frames.clear()
+        known = set(self.annotator.session.annotations) if self.annotator.session is not None else set()
+        for t in self.annotator.user_frames():
+            text = f"frame {t}" if t in known else f"frame {t} · painted, used at the next run"
+            item = QListWidgetItem(text)
+            item.setData(Qt.UserRole, t)
+            self.user_frames.addItem(item)
+
+    def _go_to_frame(self, item: QListWidgetItem) -> None:
+        self.viewer.dims.set_current_step(0, item.data(Qt.UserRole))
+
+    # -- work ----------------------------------------------------------------------------------------
+
+    def start(self, action: str) -> None:
+        """Start ``action`` (see ACTIONS) on a worker thread; errors before it starts become notifications
+        and change nothing."""
+        if self.worker is not None:
+            return
+        try:
+            self.annotator.configure(self.settings())
+            job = self.annotator.job(action)
+        except SegFlowError as error:
+            show_error(str(error))
+            return
+        self._fill_annotations_selecting(self.annotator.annotation_layer)
+        self.job = job
+        # errors are shown as notifications here, not re-raised on the GUI thread
+        self.worker = create_worker(job.updates, _start_thread=False, _ignore_errors=True)
+        self.worker.yielded.connect(self._on_update)
+        self.worker.errored.connect(self._on_error)
+        self.worker.finished.connect(self._on_finished)
+        self._set_running(True)
+        self._cancelled = self._failed = False
+        self.status.setText(f"{action}: starting…")
+        self.worker.start()
+
+    def cancel(self) -> None:
+        if self.worker is not None:
+            self._cancelled = True
+            self.status.setText("Cancelling after the current step…")
+            self.worker.quit()
+
+    def _on_update(self, update) -> None:
+        self.annotator.show(update)
+        bar = self._bars.get(update.phase)
+        if bar is None:
+            for old in self._bars.values():
+                old.close()
+            bar = self._bars[update.phase] = progress(total=update.total, desc=f"SegFlow {update.phase}")
+        bar.total = update.total
+        bar.update(update.done - bar.n)
+        self.bar.setMaximum(update.total)
+        self.bar.setValue(update.done)
+        if not self._cancelled:
+            self.status.setText(update.text)
+        if update.result is not None and self.follow.isChecked():
+            self.viewer.dims.set_current_step(0, update.result.index)
+
+    def _on_error(self, error: Exception) -> None:
+        show_error(f"SegFlow: {error}" if isinstance(error, SegFlowError) else f"SegFlow failed: {error!r}")
+        self._failed = True
+        self.status.setText(f"Stopped: {error}. What was done is kept; Undo takes it back.")
+
+    def _on_finished(self) -> None:
+        if self.job is not None:
+            self.job.close()
+        phase = next(reversed(self._bars), None)
+        for bar in self._bars.values():
+            bar.close()
+        self._bars = {}
+        self.worker = self.job = None
+        self._set_running(False)
+        if self._cancelled:
+            self.status.setText("Cancelled. What was done is kept; Undo takes it back.")
+        elif self._failed:
+            pass
+        elif phase is None:
+            self.status.setText("Nothing to do: no frame changed since the last run.")
+        elif phase == FINETUNE:
+            self.status.setText("Fine-tuned. Propagate to fill the masks.")
+        else:
+            self.status.setText(f"Done. {self.status.text()}")
+        self._show_user_frames()
+
+    def undo(self) -> None:
+        if self.worker is not None:
+            return
+        try:
+            frames = self.annotator.undo()
+        except SegFlowError as error:
+            show_error(str(error))
+            return
+        self.status.setText(f"Undone: {len(frames)} frames back as they were.")
+        self._set_running(False)
+        self._show_user_frames()
+
+    def _set_running(self, running: bool) -> None:
+        for widget in (*self.buttons.values(), self.save_button, self.open_button, self.video_box,
+                       self.annotation_box, self.new_annotation, self.device_box, self.budget, self.long_side,
+                       self.two_way):
+            widget.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+        session = self.annotator.session
+        self.undo_button.setEnabled(not running and session is not None and session.can_undo)
+
+    # -- sessions ------------------------------------------------------------------------------------
+
+    def save_session(self, folder=None) -> None:
+        if folder is None:
+            folder = QFileDialog.getExistingDirectory(self, "Save the session in a new or empty folder")
+            if not folder:
+                return
+        try:
+            self.annotator.save(folder)
+        except SegFlowError as error:
+            show_error(str(error))
+            return
+        show_info(f"Session saved in {folder}")
+
+    def open_session(self, folder=None) -> None:
+        if folder is None:
+            folder = QFileDialog.getExistingDirectory(self, "Open a saved session")
+            if not folder:
+                return
+        try:
+            self.annotator.open(folder)
+        except SegFlowError as error:
+            show_error(str(error))
+            return
+        self._show_settings()
+        self._refresh_layers()
+        self._select(self.video_box, self.annotator.video_layer)
+        self._fill_annotations_selecting(self.annotator.annotation_layer)
+        self._set_running(False)
+
+    # -- keys ----------------------------------------------------------------------------------------
+
+    def _bind_keys(self) -> None:
+        bindings = {key: (lambda a: lambda viewer: self.start(a))(action) for action, _, key, _ in ACTIONS}
+        bindings[CANCEL_KEY] = lambda viewer: self.cancel()
+        bindings[UNDO_KEY] = lambda viewer: self.undo()
+        for key, callback in bindings.items():
+            self.viewer.bind_key(key, callback, overwrite=True)
+        self._keys = list(bindings)
+
+    def closeEvent(self, event) -> None:
+        self.cancel()
+        for key in self._keys:
+            self.viewer.bind_key(key, None, overwrite=True)
+        super().closeEvent(event)
+
+
+
+def _fill(box: QComboBox, layers: list, selected) -> None:
+    box.clear()
+    for layer in layers:
+        box.addItem(layer.name, layer)
+    for i, layer in enumerate(layers):
+        if layer is selected:
+            box.setCurrentIndex(i)

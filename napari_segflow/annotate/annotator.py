@@ -1,0 +1,350 @@
+"""Annotator: one viewer's annotation work — the video layer, the user's annotation layer, the
+VideoSession behind them and the two output layers, "segflow masks" and "segflow flow".
+
+Methods named for the GUI thread read and write layers; a ``Job`` runs on a worker thread and touches only
+the session. The user's layers are never written: the annotation layer is read, the output layers are the
+plugin's own (marked in their metadata), and a frame the user paints on "segflow masks" during a run keeps
+the paint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+from napari.layers import Image, Labels
+
+from napari_segflow.annotate.flow_colours import FlowColours
+from napari_segflow.annotate.painted import PaintedFrames
+from napari_segflow.annotate.progress import Meter, Update
+from napari_segflow.data.io import ArrayFrames, VideoFrames
+from napari_segflow.errors import SegFlowError
+from napari_segflow.inference.session import SessionSettings, VideoSession
+
+#: Layer metadata keys: where a video layer's frames come from, and which output a layer is.
+VIDEO_SOURCE = "segflow_video"
+OUTPUT = "segflow_output"
+MASKS, FLOW = "segflow masks", "segflow flow"
+ACTIONS = ("run", "finetune", "forward", "backward", "both")
+
+
+@dataclass
+class Job:
+    """One button press: ``updates()`` (on a worker thread) runs the session's events and yields Updates;
+    ``close()`` stops them between steps (the session keeps its state consistent)."""
+
+    name: str
+    events: Callable[[], Iterator]
+    meter: Meter
+
+    def __post_init__(self) -> None:
+        self._running: Iterator | None = None
+
+    def updates(self) -> Iterator[Update]:
+        self._running = self.events()
+        for event in self._running:
+            yield self.meter.update(event)
+
+    def close(self) -> None:
+        if self._running is not None:
+            self._running.close()
+
+
+def video_source(layer: Image):
+    """What a session reads the layer's frames from: the file or folder the reader opened, else the data."""
+    if VIDEO_SOURCE in layer.metadata and Path(layer.metadata[VIDEO_SOURCE]).exists():
+        return layer.metadata[VIDEO_SOURCE]
+    if isinstance(layer.data, VideoFrames):
+        return layer.data
+    return ArrayFrames(layer.data, source=layer.name)
+
+
+def check_video_layer(layer) -> tuple[int, int, int]:
+    """(frames, height, width) of an Image layer that can be a video, else a SegFlowError naming it."""
+    if not isinstance(layer, Image):
+        raise SegFlowError(f"layer {getattr(layer, 'name', layer)!r} is not an Image layer; choose the video")
+    if layer.multiscale:
+        raise SegFlowError(f"layer {layer.name!r} is multiscale; open the video as a single-scale image")
+    shape = tuple(layer.data.shape)
+    expected = 4 if layer.rgb else 3
+    if len(shape) != expected:
+        kind = "(frames, height, width, colour)" if layer.rgb else "(frames, height, width)"
+        raise SegFlowError(f"layer {layer.name!r} has shape {shape}; a video layer is {kind}")
+    return shape[:3]
+
+
+class Annotator:
+    """The model behind the dock widget. ``weights`` and ``settings`` are those of the sessions it makes."""
+
+    def __init__(self, viewer, weights=None, settings: SessionSettings = SessionSettings()) -> None:
+        self.viewer = viewer
+        self.weights = weights
+        self.settings = settings
+        self.session: VideoSession | None = None
+        self.video_layer: Image | None = None
+        self.annotation_layer: Labels | None = None
+        self.masks_layer: Labels | None = None
+        self.flow_layer: Image | None = None
+        self.on_painted: Callable[[], None] | None = None
+        self._annotation_paint: PaintedFrames | None = None
+        self._masks_paint: PaintedFrames | None = None
+        self._unread_annotation_frames: set[int] = set()
+
+    # -- layers --------------------------------------------------------------------------------------
+
+    def current_frame(self) -> int:
+        return int(self.viewer.dims.current_step[0])
+
+    def _is_output(self, layer) -> bool:
+        return OUTPUT in layer.metadata
+
+    def annotation_candidates(self, video_layer: Image) -> list[Labels]:
+        """The Labels layers, not the plugin's outputs, with the video's frames and size."""
+        shape = check_video_layer(video_layer)
+        return [layer for layer in self.viewer.layers
+                if isinstance(layer, Labels) and not self._is_output(layer) and tuple(layer.data.shape) == shape]
+
+    def use_video(self, layer: Image) -> None:
+        """Work on this video layer: a new session for it (a video already in use is kept as it is)."""
+        shape = check_video_layer(layer)
+        if layer is self.video_layer:
+            return
+        self.close_session()
+        self.video_layer = layer
+        self.masks_layer = self.flow_layer = None
+        if self.annotation_layer is not None and tuple(self.annotation_layer.data.shape) != shape:
+            self._watch_annotation(None)
+
+    def use_annotation(self, layer: Labels | None) -> Labels:
+        """Read the user's masks from this Labels layer (None: the first that fits, or a new empty one)."""
+        if self.video_layer is None:
+            raise SegFlowError("choose the video layer first")
+        shape = check_video_layer(self.video_layer)
+        if layer is None:
+            candidates = self.annotation_candidates(self.video_layer)
+            if not candidates:
+                return self.new_annotation()
+            layer = candidates[0]
+        if not isinstance(layer, Labels) or self._is_output(layer):
+            raise SegFlowError(f"layer {layer.name!r} cannot hold the annotation; choose a Labels layer you painted")
+        if tuple(layer.data.shape) != shape:
+            raise SegFlowError(
+                f"annotation layer {layer.name!r} is {tuple(layer.data.shape)}, "
+                f"the video {self.video_layer.name!r} is {shape} (frames, height, width)"
+            )
+        if layer is not self.annotation_layer:
+            self._watch_annotation(layer)
+        return layer
+
+    def new_annotation(self) -> Labels:
+        """A new empty annotation layer sized to the video, in paint mode, and read from now on."""
+        if self.video_layer is None:
+            raise SegFlowError("choose the video layer first")
+        layer = self.viewer.add_labels(np.zeros(check_video_layer(self.video_layer), np.uint8), name="annotation")
+        layer.mode = "paint"
+        self._watch_annotation(layer)
+        return layer
+
+    def _watch_annotation(self, layer: Labels | None) -> None:
+        if self._annotation_paint is not None:
+            self._annotation_paint.disconnect()
+            self._annotation_paint = None
+        self.annotation_layer = layer
+        self._unread_annotation_frames = set()
+        if layer is not None:
+            self._annotation_paint = PaintedFrames(layer, self.current_frame, self._painted)
+            data = np.asarray(layer.data)
+            self._unread_annotation_frames = {int(t) for t in np.flatnonzero(data.reshape(len(data), -1).any(1))}
+
+    def _painted(self) -> None:
+        if self.on_painted is not None:
+            self.on_painted()
+
+    def _ensure_session(self) -> VideoSession:
+        if self.video_layer is None:
+            raise SegFlowError("choose the video layer first")
+        if self.session is None:
+            self.session = VideoSession(video_source(self.video_layer), weights=self.weights, settings=self.settings)
+        return self.session
+
+    def _ensure_outputs(self) -> None:
+        session = self.session
+        if self.masks_layer is None or self.masks_layer not in self.viewer.layers:
+            self.masks_layer = self.viewer.add_labels(
+                session.labels_volume(), name=MASKS, metadata={OUTPUT: "masks", "frame_names": session.frames.names},
+            )
+            if self._masks_paint is not None:
+                self._masks_paint.disconnect()
+            self._masks_paint = PaintedFrames(self.masks_layer, self.current_frame, self._painted)
+        if self.flow_layer is None or self.flow_layer not in self.viewer.layers:
+            self.flow_layer = self.viewer.add_image(
+                FlowColours(session), name=FLOW, rgb=True, contrast_limits=(0, 255), visible=False,
+                metadata={OUTPUT: "flow"},
+            )
+            # the flow sits under the masks so that both can be seen at once
+            self.viewer.layers.move(self.viewer.layers.index(self.flow_layer), self.viewer.layers.index(self.masks_layer))
+
+    # -- the user's frames ---------------------------------------------------------------------------
+
+    def user_frames(self) -> list[int]:
+        """The frames the user made: annotations the session has, and frames painted since."""
+        frames = set(self.session.annotations) if self.session is not None else set()
+        frames |= self._unread_annotation_frames
+        for tracker in (self._annotation_paint, self._masks_paint):
+            if tracker is not None:
+                frames |= tracker.frames
+        return sorted(frames)
+
+    def _painted_annotations(self) -> dict[int, np.ndarray]:
+        """Frames painted since the last job whose labels differ from what the session holds."""
+        session = self.session
+        found: dict[int, np.ndarray] = {}
+        frames = set(self._unread_annotation_frames)
+        if self._annotation_paint is not None:
+            frames |= self._annotation_paint.frames
+        for t in sorted(frames):
+            labels = np.asarray(self.annotation_layer.data[t])
+            if labels.any() and not _same(labels, session.annotations.get(t)):
+                found[t] = labels.copy()
+        if self._masks_paint is not None:
+            for t in sorted(self._masks_paint.frames):
+                labels = np.asarray(self.masks_layer.data[t])
+                if not _same(labels, session.labels(t)):
+                    found[t] = labels.copy()
+        return found
+
+    def _take_annotations(self) -> None:
+        """Give the session what the user painted; all or nothing."""
+        painted = self._painted_annotations()
+        if painted:
+            self.session.add_annotations(painted)
+        self._unread_annotation_frames = set()
+        for tracker in (self._annotation_paint, self._masks_paint):
+            if tracker is not None:
+                tracker.take()
+        if self.masks_layer is not None:
+            for t in painted:
+                self.masks_layer.data[t] = self.session.labels(t)
+            if painted:
+                self.masks_layer.refresh()
+
+    # -- jobs ----------------------------------------------------------------------------------------
+
+    def job(self, action: str) -> Job:
+        """On the GUI thread: take the painted frames into the session and plan ``action`` — ``run`` (the
+        one button: fine-tune if needed, then propagate what changed), ``finetune``, or propagate
+        ``forward``, ``backward`` or ``both`` from the current frame. Errors leave every layer as it was."""
+        if action not in ACTIONS:
+            raise SegFlowError(f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
+        if self.annotation_layer is None:
+            self.use_annotation(None)
+        session = self._ensure_session()
+        self._take_annotations()
+        if not session.annotations:
+            raise SegFlowError(
+                f"no mask to learn from: paint the object on a frame of {self.annotation_layer.name!r} first"
+            )
+        self._ensure_outputs()
+        budget = (self.settings.correction_time_budget if session.net is not None
+                  else self.settings.finetune.time_budget)
+        count = len(session)
+        passes = 2 if self.settings.bidirectional else 1
+        if action == "run":
+            frames = len({t for order in session.pending_ranges() for t in order}) * passes
+            return Job(action, session.run, Meter(frames, budget))
+        if action == "finetune":
+            return Job(action, session.finetune, Meter(0, budget))
+        start = self.current_frame()
+        frames = {"forward": count - start, "backward": start + 1, "both": count}[action] * passes
+
+        def events():
+            if session.needs_finetune:
+                yield from session.finetune()
+            yield from session.propagate(start, action)
+
+        return Job(action, events, Meter(frames, budget))
+
+    def show(self, update: Update) -> None:
+        """On the GUI thread: put a frame's result into "segflow masks" (unless the user painted that frame
+        during the run) and refresh the flow when it is the frame on screen."""
+        result = update.result
+        if result is None or self.masks_layer is None:
+            return
+        index = result.index
+        painted = self._masks_paint.frames if self._masks_paint is not None else set()
+        if index not in painted:
+            self.masks_layer.data[index] = result.labels
+            if index == self.current_frame():
+                self.masks_layer.refresh()
+        if self.flow_layer is not None and self.flow_layer.visible and index == self.current_frame():
+            self.flow_layer.refresh()
+
+    def undo(self) -> list[int]:
+        """Take back the session's newest change; the frames whose masks came back. An error when there
+        is nothing to undo."""
+        if self.session is None or not self.session.can_undo:
+            raise SegFlowError("nothing to undo")
+        frames = self.session.undo()
+        if self.masks_layer is not None:
+            for t in frames:
+                labels = self.session.labels(t)
+                self.masks_layer.data[t] = labels if labels is not None else 0
+            self.masks_layer.refresh()
+        if self.flow_layer is not None:
+            self.flow_layer.refresh()
+        return frames
+
+    # -- settings, saving and opening ----------------------------------------------------------------
+
+    def configure(self, settings: SessionSettings) -> None:
+        if self.session is not None:
+            self.session.reconfigure(settings)
+        self.settings = settings
+
+    def save(self, folder) -> None:
+        """Keep the session in ``folder`` (new or empty) from now on."""
+        if self.session is None:
+            raise SegFlowError("nothing to save yet: fine-tune or propagate first")
+        self.session.save_as(folder)
+
+    def open(self, folder) -> None:
+        """Open a saved session: its video (the recorded file, else the chosen video layer), its
+        annotations as a new Labels layer, its masks and flow."""
+        folder = Path(folder)
+        video = None
+        state = VideoSession.peek(folder)
+        if state["video"] is None:
+            if self.video_layer is None:
+                raise SegFlowError(f"{folder}: the session was made from an array; choose its video layer first")
+            video = video_source(self.video_layer)
+        session = VideoSession.open(folder, video=video, weights=self.weights)
+        self.close_session()
+        if state["video"] is not None:
+            from napari_segflow._reader import video_layer_data
+
+            data, meta, _ = video_layer_data(state["video"])
+            self.video_layer = self.viewer.add_image(data, **meta)
+        self.session = session
+        self.settings = session.settings
+        self.masks_layer = self.flow_layer = None
+        annotations = np.zeros(session.frames.shape[:3], np.uint8)
+        for t, labels in session.annotations.items():
+            annotations[t] = labels
+        layer = self.viewer.add_labels(annotations, name=f"annotation ({folder.name})")
+        self._watch_annotation(layer)
+        self._unread_annotation_frames = set()
+        self._ensure_outputs()
+
+    def close_session(self) -> None:
+        if self._masks_paint is not None:
+            self._masks_paint.disconnect()
+            self._masks_paint = None
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+
+
+def _same(labels: np.ndarray, other: np.ndarray | None) -> bool:
+    return other is not None and labels.shape == other.shape and np.array_equal(labels, other)

@@ -1,0 +1,184 @@
+import numpy as np
+import pytest
+from napari.utils.notifications import notification_manager
+from qtpy.QtCore import QTimer
+
+from napari_segflow._qt.widget import ACTIONS, SegFlowWidget
+from napari_segflow.annotate.annotator import FLOW, MASKS
+
+
+def paint(layer, frame: int, labels: np.ndarray) -> None:
+    """Paint (and erase) a whole frame like a user does: through the layer's undoable edit, which emits
+    its paint event."""
+    rows, columns = np.indices(labels.shape).reshape(2, -1)
+    layer.data_setitem((np.full(rows.size, frame), rows, columns), labels.ravel())
+
+
+def first_object(instances: np.ndarray, frame: int = 0) -> np.ndarray:
+    ids = instances[frame]
+    return (ids == ids[ids > 0].min()).astype(np.uint8)
+
+
+def run(qtbot, widget, action: str, timeout: int = 120_000) -> int:
+    """Press ``action`` and wait for it to end while the viewer goes on processing events; the number of
+    timer ticks the GUI thread served meanwhile."""
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(1))
+    timer.start(5)
+    widget.start(action)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=timeout)
+    timer.stop()
+    return len(ticks)
+
+
+def last_error() -> str:
+    return notification_manager.records[-1].message if notification_manager.records else ""
+
+
+def test_the_widget_opens_through_the_manifest(make_napari_viewer):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-segflow", "SegFlow annotation")
+    assert isinstance(widget, SegFlowWidget)
+    for action, _, key, _ in ACTIONS:
+        assert key in widget.buttons[action].toolTip()
+
+
+def test_an_annotation_layer_is_made_for_the_video(widget, clip):
+    layers = widget.viewer.layers
+    assert "annotation" in layers
+    assert layers["annotation"].data.shape == clip[1].shape
+    assert widget.annotator.annotation_layer is layers["annotation"]
+    assert widget.annotation_box.currentText() == "annotation"
+
+
+def test_the_whole_loop_annotate_propagate_correct_undo(qtbot, widget, clip):
+    frames, instances = clip
+    viewer = widget.viewer
+    annotation = viewer.layers["annotation"]
+    paint(annotation, 0, first_object(instances))
+    assert widget.user_frames.count() == 1
+
+    ticks = run(qtbot, widget, "run")
+    assert ticks > 5  # the GUI thread kept serving events during the run
+    masks = viewer.layers[MASKS]
+    session = widget.annotator.session
+    assert session.result_frames == [0, 1, 2, 3, 4]
+    np.testing.assert_array_equal(masks.data, session.labels_volume())
+    np.testing.assert_array_equal(masks.data[0], first_object(instances))
+    assert viewer.layers[FLOW].data[2].shape == (96, 128, 3)
+    assert viewer.layers[FLOW].data[2].any()  # the flow branch's flow in colour
+    before = masks.data.copy()
+
+    # repaint frame 3 on the masks layer: a correction that must stick
+    correction = np.zeros_like(before[3])
+    correction[10:70, 20:100] = 1
+    paint(masks, 3, correction)
+    assert [widget.user_frames.item(i).text() for i in range(widget.user_frames.count())] == [
+        "frame 0", "frame 3 · painted, used at the next run"]
+    run(qtbot, widget, "run")
+    np.testing.assert_array_equal(masks.data[3], correction)  # the user's frame as painted
+    np.testing.assert_array_equal(masks.data[0], before[0])  # so is the other user frame
+    assert sorted(session.annotations) == [0, 3]
+    changed = [t for t in (1, 2, 4) if not np.array_equal(masks.data[t], before[t])]
+    assert changed  # the neighbours were propagated again
+    np.testing.assert_array_equal(masks.data, session.labels_volume())
+    assert not annotation.data[3].any()  # the user's annotation layer was not written
+
+    assert widget.undo_button.isEnabled()
+    widget.undo()
+    np.testing.assert_array_equal(masks.data[[1, 2, 4]], before[[1, 2, 4]])
+
+
+def test_cancel_mid_run_leaves_layers_consistent(qtbot, widget, clip, tiny_settings):
+    from dataclasses import replace
+
+    frames, instances = clip
+    widget.annotator.settings = replace(tiny_settings, finetune=replace(tiny_settings.finetune, steps=10_000))
+    paint(widget.viewer.layers["annotation"], 0, first_object(instances))
+    widget.start("run")
+    assert not widget.buttons["forward"].isEnabled() and widget.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: widget.bar.value() >= 2, timeout=60_000)
+    widget.cancel()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    session = widget.annotator.session
+    assert session.net is None and session.result_frames == []  # a cancelled fine-tune adopts nothing
+    masks = widget.viewer.layers[MASKS]
+    np.testing.assert_array_equal(masks.data, session.labels_volume())
+    assert widget.buttons["forward"].isEnabled() and not widget.cancel_button.isEnabled()
+    assert "Cancelled" in widget.status.text()
+
+
+def test_cancel_during_propagation_keeps_the_frames_written(qtbot, widget, clip):
+    frames, instances = clip
+    paint(widget.viewer.layers["annotation"], 0, first_object(instances))
+    run(qtbot, widget, "finetune")
+    assert widget.annotator.session.net is not None
+    widget.viewer.dims.set_current_step(0, 0)
+    widget.start("forward")
+    qtbot.waitUntil(lambda: len(widget.annotator.session.result_frames) >= 1, timeout=60_000)
+    widget.cancel()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    session = widget.annotator.session
+    np.testing.assert_array_equal(widget.viewer.layers[MASKS].data, session.labels_volume())
+
+
+def test_propagating_from_the_current_frame_backward(qtbot, widget, clip):
+    frames, instances = clip
+    paint(widget.viewer.layers["annotation"], 4, first_object(instances, 4))
+    widget.viewer.dims.set_current_step(0, 4)
+    widget.follow.setChecked(False)
+    run(qtbot, widget, "backward")
+    assert widget.annotator.session.result_frames == [0, 1, 2, 3, 4]
+    assert widget.viewer.dims.current_step[0] == 4
+
+
+def test_pressing_run_with_no_mask_is_a_notification_that_changes_nothing(qtbot, widget):
+    names = [layer.name for layer in widget.viewer.layers]
+    widget.start("run")
+    assert widget.worker is None
+    assert "no mask to learn from" in last_error()
+    assert [layer.name for layer in widget.viewer.layers] == names
+
+
+def test_a_bad_annotation_layer_is_refused(qtbot, widget):
+    viewer = widget.viewer
+    viewer.add_labels(np.zeros((3, 10, 10), np.uint8), name="small")
+    with pytest.raises(Exception, match="small"):
+        widget.annotator.use_annotation(viewer.layers["small"])
+    assert "small" not in [widget.annotation_box.itemText(i) for i in range(widget.annotation_box.count())]
+    assert widget.annotator.annotation_layer is viewer.layers["annotation"]
+
+
+def test_errors_in_the_worker_become_notifications(qtbot, widget, clip, monkeypatch):
+    import torch
+
+    from napari_segflow.model.segflow import SegFlowNet
+
+    frames, instances = clip
+    paint(widget.viewer.layers["annotation"], 0, first_object(instances))
+
+    def exhausted(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(SegFlowNet, "step", exhausted)
+    run(qtbot, widget, "run")
+    assert "out of memory" in last_error() and "smaller working resolution" in last_error()
+    assert widget.buttons["run"].isEnabled()
+    assert not widget.viewer.layers[MASKS].data[1:].any()
+
+
+def test_a_saved_session_reopens_with_its_layers(qtbot, widget, clip, tmp_path, make_napari_viewer, tiny_config):
+    frames, instances = clip
+    paint(widget.viewer.layers["annotation"], 0, first_object(instances))
+    run(qtbot, widget, "run")
+    saved = widget.annotator.session.labels_volume()
+    widget.save_session(tmp_path / "saved")
+    assert (tmp_path / "saved" / "session.json").is_file()
+
+    other = SegFlowWidget(widget.viewer, type(widget.annotator)(widget.viewer, weights=widget.annotator.weights))
+    other.open_session(tmp_path / "saved")  # made from an array: uses the chosen video layer
+    assert other.annotator.session.folder == tmp_path / "saved"
+    np.testing.assert_array_equal(other.annotator.masks_layer.data, saved)
+    np.testing.assert_array_equal(other.annotator.annotation_layer.data[0], first_object(instances))
+    other.annotator.close_session()
