@@ -23,8 +23,14 @@ $(STAMP): pyproject.toml
 	$(PY) -c "import napari_segflow, torch, napari"
 	touch $@
 
+# napari with the sample clip and the widget; without a screen, the same steps headless (segflow demo)
 demo: $(STAMP)
-	$(VENV)/bin/segflow demo
+	if [ -n "$${DISPLAY:-}$${WAYLAND_DISPLAY:-}" ] || [ "$$(uname -s)" != Linux ]; then \
+	  $(VENV)/bin/segflow view; \
+	else \
+	  echo "No display: running the headless demo (segflow demo). With a screen, make demo opens napari." >&2; \
+	  $(VENV)/bin/segflow demo; \
+	fi
 
 test: $(STAMP)
 	QT_API=pyqt5 tools/with_display.sh $(PY) -m pytest -q $(PYTEST_ARGS)

@@ -6,6 +6,7 @@ come back to the GUI thread, where the layers are written.
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 from napari.layers import Image
@@ -47,6 +48,7 @@ ACTIONS = (
     ("forward", "Forward ▶", "Alt-Right", "Propagate from the current frame to the last"),
 )
 CANCEL_KEY, UNDO_KEY = "Alt-C", "Alt-Z"
+FOLLOW_INTERVAL = 0.1  # seconds between frames shown while a job writes them
 
 
 class SegFlowWidget(QWidget):
@@ -60,6 +62,7 @@ class SegFlowWidget(QWidget):
         self._bars: dict[str, progress] = {}
         self._updating = False
         self._cancelled = self._failed = False
+        self._followed_at = 0.0
 
         self.video_box = QComboBox(toolTip="The video (an Image layer: frames, height, width[, colour])")
         self.annotation_box = QComboBox(toolTip="The Labels layer you paint the objects on")
@@ -276,6 +279,7 @@ class SegFlowWidget(QWidget):
         self.worker.finished.connect(self._on_finished)
         self._set_running(True)
         self._cancelled = self._failed = False
+        self._followed_at = 0.0
         self.status.setText(f"{action}: starting…")
         self.worker.start()
 
@@ -286,7 +290,29 @@ class SegFlowWidget(QWidget):
             self.worker.quit()
 
     def _on_update(self, update) -> None:
+        # Drawing a frame or the activity dock can process pending events, so a later update, or the
+        # end of the job, may be handled inside this one: text first, and nothing to a closed bar.
+        running = self.worker is not None
+        if running and not self._cancelled:
+            self.bar.setMaximum(update.total)
+            self.bar.setValue(update.done)
+            self.status.setText(update.text)
         self.annotator.show(update)
+        if update.result is not None and self.follow.isChecked():
+            self._follow(update)
+        if running and self.worker is not None:
+            self._activity(update)
+
+    def _follow(self, update) -> None:
+        """Show the frame just written, at most ten times a second: drawing every frame would take the
+        CPU from the propagation."""
+        now = time.perf_counter()
+        if now - self._followed_at >= FOLLOW_INTERVAL or update.done == update.total:
+            self._followed_at = now
+            self.viewer.dims.set_current_step(0, update.result.index)
+
+    def _activity(self, update) -> None:
+        """The job's bar in napari's activity dock, one per phase."""
         bar = self._bars.get(update.phase)
         if bar is None:
             for old in self._bars.values():
@@ -294,12 +320,6 @@ class SegFlowWidget(QWidget):
             bar = self._bars[update.phase] = progress(total=update.total, desc=f"SegFlow {update.phase}")
         bar.total = update.total
         bar.update(update.done - bar.n)
-        self.bar.setMaximum(update.total)
-        self.bar.setValue(update.done)
-        if not self._cancelled:
-            self.status.setText(update.text)
-        if update.result is not None and self.follow.isChecked():
-            self.viewer.dims.set_current_step(0, update.result.index)
 
     def _on_error(self, error: Exception) -> None:
         show_error(f"SegFlow: {error}" if isinstance(error, SegFlowError) else f"SegFlow failed: {error!r}")
@@ -317,14 +337,10 @@ class SegFlowWidget(QWidget):
         self._set_running(False)
         if self._cancelled:
             self.status.setText("Cancelled. What was done is kept; Undo takes it back.")
-        elif self._failed:
-            pass
-        elif phase is None:
-            self.status.setText("Nothing to do: no frame changed since the last run.")
-        elif phase == FINETUNE:
-            self.status.setText("Fine-tuned. Propagate to fill the masks.")
-        else:
-            self.status.setText(f"Done. {self.status.text()}")
+        elif not self._failed:
+            done = {None: "Nothing to do: no frame changed since the last run.",
+                    FINETUNE: "Fine-tuned. Propagate to fill the masks."}
+            self.status.setText(done.get(phase, f"Done. {self.status.text()}"))
         self._show_user_frames()
 
     def undo(self) -> None:

@@ -10,6 +10,7 @@ from napari_segflow.cli.bench import run_bench
 from napari_segflow.cli.demo import run_demo
 from napari_segflow.cli.train import run_train
 from napari_segflow.cli.video import run_eval, run_flow, run_propagate
+from napari_segflow.cli.view import run_view
 from napari_segflow.data.resolution import DEFAULT_LONG_SIDE
 from napari_segflow.device import DEVICE_CHOICES
 from napari_segflow.inference.session import SESSION_FINETUNE_SECONDS
@@ -55,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, ...")
     demo.add_argument("--finetune-seconds", type=float, default=60.0)
     demo.set_defaults(run=run_demo)
+
+    view = commands.add_parser("view", help="napari with a video (default: the sample clip) and the SegFlow widget")
+    view.add_argument("video", nargs="?", help="a video file or a folder of frames (default: the sample clip)")
+    view.add_argument("--mask", help="a label image to put on the annotation layer")
+    view.add_argument("--frame", type=int, default=0, help="the frame --mask belongs to (default: 0)")
+    view.add_argument("--session", help="reopen a saved session folder instead")
+    view.set_defaults(run=run_view)
 
     train = commands.add_parser("train", help="offline training: rounds alternating the two branches")
     train.add_argument("--config", required=True, help="YAML file of TrainConfig settings")

@@ -16,7 +16,7 @@ def clip(synthetic_clip):
 @pytest.fixture()
 def tiny_settings():
     return SessionSettings(
-        long_side=128, finetune=FinetuneConfig(steps=8, time_budget=None, learning_rate=2e-3),
+        long_side=128, finetune=FinetuneConfig(steps=8, time_budget=600.0, learning_rate=2e-3),
         correction_steps=8, correction_time_budget=None, device="cpu",
     )
 
