@@ -182,3 +182,17 @@ def test_a_saved_session_reopens_with_its_layers(qtbot, widget, clip, tmp_path, 
     np.testing.assert_array_equal(other.annotator.masks_layer.data, saved)
     np.testing.assert_array_equal(other.annotator.annotation_layer.data[0], first_object(instances))
     other.annotator.close_session()
+
+
+def test_the_keys_start_the_actions(qtbot, widget, clip):
+    from napari.utils.key_bindings import KeyBinding
+
+    frames, instances = clip
+    paint(widget.viewer.layers["annotation"], 0, first_object(instances))
+    keymap = widget.viewer.keymap
+    keymap[KeyBinding.from_str("Alt-T")](widget.viewer)  # Fine-tune
+    assert widget.worker is not None
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    assert widget.annotator.session.net is not None and widget.annotator.session.result_frames == []
+    widget.close()
+    assert KeyBinding.from_str("Alt-T") not in widget.viewer.keymap
