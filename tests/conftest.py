@@ -49,15 +49,9 @@ TINY_OVERRIDES = dict(
 @pytest.fixture(scope="session")
 def davis_folder(tmp_path_factory, synthetic_generator):
     """A DAVIS-style folder of three short synthetic sequences (<seq>/frames/*.jpg, <seq>/masks/*.png)."""
-    from PIL import Image
-
-    from napari_segflow.data.io import write_label_png
+    from napari_segflow.data.synthetic import write_sequence_folder
 
     root = tmp_path_factory.mktemp("davis")
     for seed, name in ((1, "alpha"), (2, "beta"), (3, "val")):
-        clip = synthetic_generator(seed)
-        (root / name / "frames").mkdir(parents=True)
-        for t, frame in enumerate(clip.frames):
-            Image.fromarray((frame * 255).astype(np.uint8)).save(root / name / "frames" / f"{t:05d}.jpg", quality=95)
-            write_label_png(clip.masks[t].astype(np.uint8), root / name / "masks" / f"{t:05d}.png")
+        write_sequence_folder(synthetic_generator(seed), root / name)
     return root

@@ -300,3 +300,19 @@ def synthetic_videos(config: SyntheticConfig = SyntheticConfig(), seed: int = 0)
     while True:
         yield generator(index)
         index += 1
+
+
+def write_sequence_folder(video: SyntheticVideo, folder) -> None:
+    """A synthetic video as a sequence folder like the DAVIS ones: ``frames/00000.jpg``... and indexed
+    ``masks/00000.png``... of its target object (id 1), the layout ``segflow train`` and ``eval`` read."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    from napari_segflow.data.io import write_label_png
+
+    folder = Path(folder)
+    (folder / "frames").mkdir(parents=True, exist_ok=True)
+    for t, frame in enumerate(video.frames):
+        Image.fromarray((frame * 255).astype(np.uint8)).save(folder / "frames" / f"{t:05d}.jpg", quality=95)
+        write_label_png(video.masks[t].astype(np.uint8), folder / "masks" / f"{t:05d}.png")
