@@ -33,7 +33,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_segflow.annotate.annotator import Annotator
+from napari_segflow.annotate.annotator import OUTPUT, Annotator
 from napari_segflow.annotate.progress import FINETUNE
 from napari_segflow.device import DEVICE_CHOICES
 from napari_segflow.errors import SegFlowError
@@ -168,7 +168,7 @@ class SegFlowWidget(QWidget):
         self._updating = True
         try:
             _fill(self.video_box, [layer for layer in self.viewer.layers if isinstance(layer, Image)
-                                   and "segflow_output" not in layer.metadata], self.annotator.video_layer)
+                                   and OUTPUT not in layer.metadata], self.annotator.video_layer)
             self._fill_annotations()
         finally:
             self._updating = False
@@ -176,12 +176,10 @@ class SegFlowWidget(QWidget):
 
     def _fill_annotations(self) -> None:
         video = self.video_box.currentData()
-        candidates = []
-        if video is not None:
-            try:
-                candidates = self.annotator.annotation_candidates(video)
-            except SegFlowError:
-                candidates = []
+        try:
+            candidates = self.annotator.annotation_candidates(video) if video is not None else []
+        except SegFlowError:  # a layer that cannot be a video has no annotation to offer
+            candidates = []
         _fill(self.annotation_box, candidates, self.annotator.annotation_layer)
 
     def _video_chosen(self, *_) -> None:
@@ -231,9 +229,9 @@ class SegFlowWidget(QWidget):
         self._updating = True
         try:
             self._fill_annotations()
-            self._select(self.annotation_box, layer)
         finally:
             self._updating = False
+        self._select(self.annotation_box, layer)
         self._show_user_frames()
 
     def _select(self, box: QComboBox, layer) -> None:
