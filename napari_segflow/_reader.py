@@ -7,16 +7,18 @@ from pathlib import Path
 from napari_segflow.data.io import IMAGE_SUFFIXES, VIDEO_SUFFIXES, open_video
 from napari_segflow.errors import SegFlowError
 
+#: Layer metadata keys: the file or folder a video layer's frames come from, and their per-frame names
+#: (the writers name label files after them).
+VIDEO_SOURCE, FRAME_NAMES = "segflow_video", "frame_names"
+
 
 def video_layer_data(path) -> tuple:
     """(frames, layer keyword arguments, "image") for a video file or a folder of frames."""
-    from napari_segflow.annotate.annotator import VIDEO_SOURCE
-
     path = Path(path)
     frames = open_video(path)
     name = path.stem if path.is_file() else path.name
     meta = {"name": name, "rgb": True, "contrast_limits": (0, 255),
-            "metadata": {VIDEO_SOURCE: str(path.resolve()), "frame_names": frames.names}}
+            "metadata": {VIDEO_SOURCE: str(path.resolve()), FRAME_NAMES: frames.names}}
     return frames, meta, "image"
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_segflow._reader import FRAME_NAMES
 from napari_segflow.data.io import write_label_png, write_label_pngs, write_label_tiff
 from napari_segflow.errors import SegFlowError
 
@@ -32,7 +33,7 @@ def write_labels_pngs(path: str, data, meta: dict) -> list[str]:
         target = target.with_suffix("")
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise SegFlowError(f"{target}: exists and is not an empty folder; choose a new folder name")
-    names = (meta.get("metadata") or {}).get("frame_names")
+    names = (meta.get("metadata") or {}).get(FRAME_NAMES)
     if names is not None and len(names) != len(labels):
         names = None
     staging = target.with_name(f".{target.name}.writing")

@@ -3,8 +3,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from napari_segflow._reader import get_reader
-from napari_segflow.annotate.annotator import VIDEO_SOURCE
+from napari_segflow._reader import FRAME_NAMES, VIDEO_SOURCE, get_reader
 from napari_segflow.data.io import VideoFrames
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "bear"
@@ -27,7 +26,7 @@ def test_the_reader_opens_a_folder_of_frames_and_declines_the_rest(tmp_path):
         Image.fromarray(np.full((8, 10, 3), 40 * t, np.uint8)).save(folder / f"f{t}.png")
     [(frames, meta, _)] = get_reader(str(folder))(str(folder))
     assert frames.shape == (3, 8, 10, 3) and frames[2][0, 0, 0] == 80
-    assert meta["metadata"]["frame_names"] == ["f0", "f1", "f2"]
+    assert meta["metadata"][FRAME_NAMES] == ["f0", "f1", "f2"]
     (tmp_path / "notes.txt").write_text("no")
     (tmp_path / "empty").mkdir()
     assert get_reader(str(tmp_path / "notes.txt")) is None

@@ -16,6 +16,7 @@ from typing import Callable, Iterator
 import numpy as np
 from napari.layers import Image, Labels
 
+from napari_segflow._reader import FRAME_NAMES, VIDEO_SOURCE, video_layer_data
 from napari_segflow.annotate.flow_colours import FlowColours
 from napari_segflow.annotate.painted import PaintedFrames
 from napari_segflow.annotate.progress import Meter, Update
@@ -23,8 +24,7 @@ from napari_segflow.data.io import ArrayFrames, VideoFrames
 from napari_segflow.errors import SegFlowError
 from napari_segflow.inference.session import SessionSettings, VideoSession
 
-#: Layer metadata keys: where a video layer's frames come from, and which output a layer is.
-VIDEO_SOURCE = "segflow_video"
+#: Layer metadata key marking the plugin's own output layers (and which output each is).
 OUTPUT = "segflow_output"
 MASKS, FLOW = "segflow masks", "segflow flow"
 ACTIONS = ("run", "finetune", "forward", "backward", "both")
@@ -144,10 +144,12 @@ class Annotator:
             raise SegFlowError("choose the video layer first")
         layer = self.viewer.add_labels(np.zeros(check_video_layer(self.video_layer), np.uint8), name="annotation")
         layer.mode = "paint"
-        self._watch_annotation(layer)
+        self._watch_annotation(layer, scan=False)
         return layer
 
-    def _watch_annotation(self, layer: Labels | None) -> None:
+    def _watch_annotation(self, layer: Labels | None, scan: bool = True) -> None:
+        """Read the user's masks from ``layer`` from now on; ``scan``: also take the frames it already holds
+        (not needed for a layer the annotator made, empty or filled from the session)."""
         if self._annotation_paint is not None:
             self._annotation_paint.disconnect()
             self._annotation_paint = None
@@ -155,6 +157,7 @@ class Annotator:
         self._unread_annotation_frames = set()
         if layer is not None:
             self._annotation_paint = PaintedFrames(layer, self.current_frame, self._painted)
+        if layer is not None and scan:
             data = np.asarray(layer.data)
             self._unread_annotation_frames = {int(t) for t in np.flatnonzero(data.reshape(len(data), -1).any(1))}
 
@@ -173,7 +176,7 @@ class Annotator:
         session = self.session
         if self.masks_layer is None or self.masks_layer not in self.viewer.layers:
             self.masks_layer = self.viewer.add_labels(
-                session.labels_volume(), name=MASKS, metadata={OUTPUT: "masks", "frame_names": session.frames.names},
+                session.labels_volume(), name=MASKS, metadata={OUTPUT: "masks", FRAME_NAMES: session.frames.names},
             )
             if self._masks_paint is not None:
                 self._masks_paint.disconnect()
@@ -322,8 +325,6 @@ class Annotator:
         session = VideoSession.open(folder, video=video, weights=self.weights)
         self.close_session()
         if state["video"] is not None:
-            from napari_segflow._reader import video_layer_data
-
             data, meta, _ = video_layer_data(state["video"])
             self.video_layer = self.viewer.add_image(data, **meta)
         self.session = session
@@ -333,8 +334,7 @@ class Annotator:
         for t, labels in session.annotations.items():
             annotations[t] = labels
         layer = self.viewer.add_labels(annotations, name=f"annotation ({folder.name})")
-        self._watch_annotation(layer)
-        self._unread_annotation_frames = set()
+        self._watch_annotation(layer, scan=False)
         self._ensure_outputs()
 
     def close_session(self) -> None:
