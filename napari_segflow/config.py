@@ -16,7 +16,8 @@ class ModelConfig:
     """Shape of a SegFlow network. Two presets exist: ``small`` (CPU) and ``paper``.
 
     Strides: the segmentation encoder gives features at 4, 8, 16 and 32; the flow
-    encoder goes down to 64; score maps are read at 8, 16 and 32 and summed.
+    encoder goes down to 64; score maps are read at 8, 16 and 32 and summed (and at 4 when
+    ``fine_scores``).
     """
 
     preset: str
@@ -34,6 +35,7 @@ class ModelConfig:
     seg_to_flow_bridges: bool = True
     flow_to_seg_bridges: bool = True
     div_flow: float = 20.0
+    fine_scores: bool = False
 
     def __post_init__(self) -> None:
         if self.num_classes < 2:
@@ -61,7 +63,7 @@ class ModelConfig:
 
 PRESETS: dict[str, ModelConfig] = {
     # Sized for two CPU cores: under 8 M parameters, a 448x256 frame pair well under 100 ms.
-    "small": ModelConfig(preset="small"),
+    "small": ModelConfig(preset="small", fine_scores=True),
     # SegFlow as published: ResNet-101 segmentation branch, full FlowNetS, 7x7 ConvGRU with 64 channels.
     "paper": ModelConfig(
         preset="paper",

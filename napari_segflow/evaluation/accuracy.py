@@ -67,6 +67,8 @@ def evaluate_sequence(
     order = frame_order(len(frames), 0, "forward")
     geometry = WorkingResolution(frames.shape[1], frames.shape[2], long_side)
     objects = ObjectChannels((1,))
+    # variants that differ only after fine-tuning (full, -ref) share one fine-tuned network
+    tuned: dict[FinetuneConfig, tuple[SegFlowNet, float]] = {}
     out = {}
     for method in methods:
         if method in PEERS:
@@ -74,13 +76,18 @@ def evaluate_sequence(
             labels = np.stack([l for _, l in propagate_by_flow(frames, first, order, method)])
             out[method] = (labels, 0.0, len(order) / (time.perf_counter() - start))
             continue
-        net = copy.deepcopy(offline).to(device)
-        seconds = 0.0
-        if method != "-ol":
+        config = _variant_config(method, finetune_config)
+        if method == "-ol":
+            net, seconds = copy.deepcopy(offline).to(device), 0.0
+        elif config in tuned:
+            net, seconds = tuned[config]
+        else:
+            net = copy.deepcopy(offline).to(device)
             start = time.perf_counter()
-            for _ in finetune(net, frames, {0: first}, objects, _variant_config(method, finetune_config), device):
+            for _ in finetune(net, frames, {0: first}, objects, config, device):
                 pass
             seconds = time.perf_counter() - start
+            tuned[config] = (net, seconds)
         start = time.perf_counter()
         results = propagate(net, frames, objects, order, geometry, device, motion_features=method != "-flo",
                             refine_edges=method != "-ref")

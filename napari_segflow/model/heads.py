@@ -1,4 +1,4 @@
-"""Segmentation score heads at strides 8, 16, 32 and the memory readout."""
+"""Segmentation score heads at strides 4, 16, 32, the stride-8 memory input, and the memory readout."""
 
 from __future__ import annotations
 
@@ -17,20 +17,24 @@ class FusedFeatures:
     """Segmentation-side features after the flow -> seg bridges.
 
     memory_input: (B, C_mem, H/8, W/8), what the ConvGRU reads;
-    score16: (B, K+1, H/16, W/16); score32: (B, K+1, H/32, W/32).
+    score4: (B, K+1, H/4, W/4) or None (no stride-4 head); score16: (B, K+1, H/16, W/16);
+    score32: (B, K+1, H/32, W/32).
     """
 
     memory_input: torch.Tensor
+    score4: torch.Tensor | None
     score16: torch.Tensor
     score32: torch.Tensor
 
 
 class ScoreHeads(nn.Module):
     """Fuse appearance (and, when bridged, flow-decoder) features per stride; score at 16 and 32;
-    build the stride-8 memory input from all three scales."""
+    build the stride-8 memory input from all three scales. With ``fine_channels`` > 0, a stride-4 head
+    scores the first stage's appearance features: the boundary detail the coarser scores lack."""
 
     def __init__(
         self,
+        fine_channels: int,
         appearance_channels: tuple[int, int, int],
         flow_channels: tuple[int, int, int] | None,
         head_channels: int,
@@ -46,12 +50,15 @@ class ScoreHeads(nn.Module):
         self.fuse = nn.ModuleList(conv_norm_relu(c + extra, head_channels) for c in appearance_channels)
         self.score16 = nn.Conv2d(head_channels, num_classes, 1)
         self.score32 = nn.Conv2d(head_channels, num_classes, 1)
+        self.fuse4 = conv_norm_relu(fine_channels, head_channels) if fine_channels else None
+        self.score4 = nn.Conv2d(head_channels, num_classes, 1) if fine_channels else None
         self.memory_input = conv_norm_relu(3 * head_channels, memory_channels, 1)
 
     def forward(
-        self, appearance: tuple[torch.Tensor, torch.Tensor, torch.Tensor], flow: tuple | None
+        self, fine: torch.Tensor, appearance: tuple[torch.Tensor, torch.Tensor, torch.Tensor], flow: tuple | None
     ) -> FusedFeatures:
-        """appearance: seg features at strides 8/16/32; flow: decoder features at strides 4/8/16 or None."""
+        """fine: seg features at stride 4; appearance: at strides 8/16/32; flow: decoder features at
+        strides 4/8/16 or None."""
         fused = []
         for index, features in enumerate(appearance):
             if self.bridges is not None:
@@ -62,6 +69,7 @@ class ScoreHeads(nn.Module):
         context = [F.interpolate(f, size=size8, mode="bilinear", align_corners=False) for f in fused[1:]]
         return FusedFeatures(
             memory_input=self.memory_input(torch.cat([fused[0], *context], dim=1)),
+            score4=self.score4(self.fuse4(fine)) if self.score4 is not None else None,
             score16=self.score16(fused[1]),
             score32=self.score32(fused[2]),
         )

@@ -69,6 +69,7 @@ class SegFlowNet(nn.Module):
             else None
         )
         self.score_heads = ScoreHeads(
+            fine_channels=seg_channels[0] if config.fine_scores else 0,
             appearance_channels=seg_channels[1:],
             flow_channels=self.flow_decoder.decoder_channels if config.flow_to_seg_bridges else None,
             head_channels=config.seg_head_channels,
@@ -110,7 +111,7 @@ class SegFlowNet(nn.Module):
 
     def fuse(self, appearance: AppearanceFeatures, flow: FlowEstimate) -> FusedFeatures:
         decoder = flow.decoder if self.config.flow_to_seg_bridges else None
-        return self.score_heads((appearance.s8, appearance.s16, appearance.s32), decoder)
+        return self.score_heads(appearance.s4, (appearance.s8, appearance.s16, appearance.s32), decoder)
 
     def readout(
         self,
@@ -119,8 +120,9 @@ class SegFlowNet(nn.Module):
         hidden_backward: torch.Tensor | None = None,
         size: tuple[int, int] | None = None,
     ) -> torch.Tensor:
-        """Sum the stride-8 memory scores with the upsampled 16 and 32 scores (FCN-8s); logits at ``size``
-        (default: 8x the memory resolution)."""
+        """Sum the stride-8 memory scores with the upsampled 16 and 32 scores (FCN-8s), then, with a stride-4
+        head, upsample that sum and add the stride-4 scores (FCN-4s); logits at ``size`` (default: 8x the
+        memory resolution)."""
         score8 = self.readout_head(hidden, hidden_backward)
         size8 = tuple(score8.shape[-2:])
         logits = (
@@ -128,6 +130,10 @@ class SegFlowNet(nn.Module):
             + F.interpolate(fused.score16, size=size8, mode="bilinear", align_corners=False)
             + F.interpolate(fused.score32, size=size8, mode="bilinear", align_corners=False)
         )
+        if fused.score4 is not None:
+            logits = fused.score4 + F.interpolate(
+                logits, size=tuple(fused.score4.shape[-2:]), mode="bilinear", align_corners=False
+            )
         if size is None:
             size = (size8[0] * 8, size8[1] * 8)
         return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
@@ -196,6 +202,7 @@ class SegFlowNet(nn.Module):
         if num_classes == self.config.num_classes:
             return
         for owner, name in (
+            *(((self.score_heads, "score4"),) if self.score_heads.score4 is not None else ()),
             (self.score_heads, "score16"),
             (self.score_heads, "score32"),
             (self.readout_head, "classifier"),

@@ -99,7 +99,10 @@ def finetune(
     device: torch.device | str = "cpu",
 ) -> Iterator[FinetuneStep]:
     """Fine-tune ``net`` in place on ``annotations`` ({frame index: label image}) of the (T, H, W, 3)
-    ``frames``. Warm-starts from whatever ``net`` holds (a previous fine-tune when adding a correction)."""
+    ``frames``. Warm-starts from whatever ``net`` holds (a previous fine-tune when adding a correction).
+    The time budget counts from the first ``next()`` and covers the set-up; a step that would end past it,
+    at the steps' mean pace so far, is not started."""
+    started = time.perf_counter()
     channels, objects = prepare_annotations(frames, annotations, objects)
     net.set_num_objects(objects.num_objects)
     net.to(device)
@@ -119,7 +122,7 @@ def finetune(
         flow_objective = FlowObjective(net)
         flow_optimizer = torch.optim.Adam(flow_parameters(net), lr=config.flow_learning_rate)
     net.train()
-    started = time.perf_counter()
+    set_up = time.perf_counter() - started
     try:
         for step in range(1, config.steps + 1):
             clip_frames, clip_masks = [], []
@@ -143,7 +146,8 @@ def finetune(
                 metrics.update(_adapt_flow_step(net, flow_objective, flow_optimizer, frames, geometry, rng, device))
             elapsed = time.perf_counter() - started
             yield FinetuneStep(step, config.steps, float(loss.detach()), elapsed, metrics)
-            if config.time_budget is not None and elapsed >= config.time_budget:
+            pace = (elapsed - set_up) / step
+            if config.time_budget is not None and elapsed + pace > config.time_budget:
                 break
     finally:
         net.eval()

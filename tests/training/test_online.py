@@ -45,6 +45,20 @@ def test_time_budget_stops_early(tiny_config, video):
     assert len(list(finetune(SegFlowNet(tiny_config), frames, {0: instances[0]}, config=config))) == 1
 
 
+def test_time_budget_is_not_overrun_by_the_last_step(tiny_config, video, monkeypatch):
+    """A clock that advances one second per reading: one second of set-up, then a second a step. A 4.5 s
+    budget allows three steps (ending at 4 s), not a fourth that would end at 5 s."""
+    import napari_segflow.training.online as online
+
+    frames, instances = video
+    readings = iter(range(1000))
+    monkeypatch.setattr(online.time, "perf_counter", lambda: float(next(readings)))
+    config = FinetuneConfig(steps=100, time_budget=4.5, long_side=128)
+    steps = list(finetune(SegFlowNet(tiny_config), frames, {0: instances[0]}, config=config))
+    assert [s.step for s in steps] == [1, 2, 3]
+    assert steps[-1].elapsed == 4.0
+
+
 def test_closing_the_generator_cancels(tiny_config, video):
     frames, instances = video
     net = SegFlowNet(tiny_config)
