@@ -5,8 +5,9 @@ The network's upsampled probabilities blur boundaries over a few working-resolut
 filter fits, in every window, a linear model from the frame's colours to the probabilities, so the
 probabilities' edges snap to the frame's edges. Windows span three stride-8 cells: on held-out sequences the
 boundary accuracy F rose with the radius from half a cell to four while region accuracy J changed little;
-three is a middle choice (the sweep is in the model card). Coefficients are fitted at half the frame's resolution and applied at full
-resolution ("fast guided filter", He and Sun 2015), which keeps it to a few milliseconds a frame.
+three is a middle choice (the sweep is in the model card). Coefficients are fitted at half the frame's
+resolution and applied at full resolution ("fast guided filter", He and Sun 2015), which keeps the cost
+independent of the radius.
 """
 
 from __future__ import annotations
