@@ -15,9 +15,10 @@ from napari_segflow.errors import SegFlowError
 class ModelConfig:
     """Shape of a SegFlow network. Two presets exist: ``small`` (CPU) and ``paper``.
 
-    Strides: the segmentation encoder gives features at 4, 8, 16 and 32; the flow
-    encoder goes down to 64; score maps are read at 8, 16 and 32 and summed (and at 4 when
-    ``fine_scores``).
+    Strides: the segmentation encoder gives features at 4, 8, 16 and 32; score maps are read at 8, 16 and 32
+    and summed (and at 4 when ``fine_scores``). ``flow_branch`` picks the flow side: ``flownets`` (the paper's
+    FlowNetS, encoder down to stride 64; ``flow_encoder_channels``/``flow_decoder_channels``) or ``pwc`` (a
+    cost-volume, coarse-to-fine branch, model/pwc.py; ``pwc_*`` settings). Each design ignores the other's settings.
     """
 
     preset: str
@@ -36,12 +37,19 @@ class ModelConfig:
     flow_to_seg_bridges: bool = True
     div_flow: float = 20.0
     fine_scores: bool = False
+    flow_branch: Literal["flownets", "pwc"] = "flownets"
+    pwc_pyramid_channels: tuple[int, int, int, int, int] = (12, 16, 24, 32, 48)
+    pwc_estimator_channels: tuple[int, int, int] = (48, 32, 24)
+    pwc_coarse_radius: int = 4
+    pwc_radius: int = 3
 
     def __post_init__(self) -> None:
         if self.num_classes < 2:
             raise SegFlowError(f"ModelConfig.num_classes must be at least 2 (background + 1 object), got {self.num_classes}")
         if self.seg_block not in ("basic", "bottleneck"):
             raise SegFlowError(f"ModelConfig.seg_block must be 'basic' or 'bottleneck', got {self.seg_block!r}")
+        if self.flow_branch not in ("flownets", "pwc"):
+            raise SegFlowError(f"ModelConfig.flow_branch must be 'flownets' or 'pwc', got {self.flow_branch!r}")
         if self.memory_kernel % 2 != 1:
             raise SegFlowError(f"ModelConfig.memory_kernel must be odd, got {self.memory_kernel}")
 
@@ -55,15 +63,27 @@ class ModelConfig:
         if unknown:
             raise SegFlowError(f"{source}: unknown model setting(s) {', '.join(unknown)}")
         missing = sorted(known - set(values))
+        if missing and set(missing) <= COST_VOLUME_SETTINGS and "flow_branch" in missing:
+            raise SegFlowError(
+                f"{source}: this checkpoint holds the old FlowNetS flow branch of preset {values.get('preset')!r}, "
+                "saved before the cost-volume branch (it has no flow_branch setting); the 'small' preset now uses "
+                "flow_branch 'pwc', whose weights differ. Use weights trained with this version (the shipped "
+                "small.pt) or retrain (tools/train_small.sh)"
+            )
         if missing:
             raise SegFlowError(f"{source}: missing model setting(s) {', '.join(missing)}")
         as_tuples = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
         return cls(**as_tuples)
 
 
+#: Settings the cost-volume flow branch added; a checkpoint without any of them predates it.
+COST_VOLUME_SETTINGS = frozenset(
+    {"flow_branch", "pwc_pyramid_channels", "pwc_estimator_channels", "pwc_coarse_radius", "pwc_radius"}
+)
+
 PRESETS: dict[str, ModelConfig] = {
     # Sized for two CPU cores: under 8 M parameters, a 448x256 frame pair well under 100 ms.
-    "small": ModelConfig(preset="small", fine_scores=True),
+    "small": ModelConfig(preset="small", fine_scores=True, flow_branch="pwc"),
     # SegFlow as published: ResNet-101 segmentation branch, full FlowNetS, 7x7 ConvGRU with 64 channels.
     "paper": ModelConfig(
         preset="paper",

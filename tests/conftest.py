@@ -41,6 +41,8 @@ TINY_OVERRIDES = dict(
     seg_head_channels=16,
     flow_encoder_channels=(8, 16, 24, 24, 32, 32),
     flow_decoder_channels=(24, 16, 16, 8),
+    pwc_pyramid_channels=(8, 8, 12, 16, 16),
+    pwc_estimator_channels=(16, 12, 8),
     bridge_channels=8,
     memory_channels=8,
 )

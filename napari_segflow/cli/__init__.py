@@ -13,6 +13,7 @@ from napari_segflow.cli.video import run_eval, run_flow, run_propagate
 from napari_segflow.cli.view import run_view
 from napari_segflow.data.resolution import DEFAULT_LONG_SIDE
 from napari_segflow.device import DEVICE_CHOICES
+from napari_segflow.inference.pair_flow import FLOW_LONG_SIDE
 from napari_segflow.inference.session import SESSION_FINETUNE_SECONDS
 from napari_segflow.errors import SegFlowError
 
@@ -21,17 +22,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="segflow", description="SegFlow video object segmentation and optical flow.")
     commands = parser.add_subparsers(dest="command", required=True)
     bench = commands.add_parser("bench", help="speed and accuracy beside classical peers, in one run")
-    bench.add_argument("--part", choices=["engine", "long", "model", "accuracy", "finetune"], default="engine",
+    bench.add_argument("--part", choices=["engine", "long", "model", "accuracy", "finetune", "flow"], default="engine",
                        help="engine: the session (fine-tune + propagate) vs DIS and Farneback warping on held-out "
                             "real and synthetic clips; long: a long 854x480 video's frames/s and peak memory; "
                             "model: speed of both presets; accuracy: the model card's ablations; "
-                            "finetune: one default fine-tune's time and memory (default: engine)")
+                            "finetune: one default fine-tune's time and memory; flow: end-point error on pairs "
+                            "with exact flow beside DIS, Farneback and zero flow (default: engine)")
     bench.add_argument("--presets", nargs="+", default=["small", "paper"], choices=["small", "paper"])
     bench.add_argument("--repeats", type=int, default=10, help="timed forward passes per preset (default: 10)")
     bench.add_argument("--clips", type=int, default=4, help="synthetic clips (default: 4)")
     bench.add_argument("--long-frames", type=int, default=2000, help="frames of the --part long video (default: 2000)")
     bench.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
-    bench.add_argument("--long-side", type=int, default=448, help="working resolution long side (default: 448)")
+    bench.add_argument("--long-side", type=int, default=None,
+                       help=f"working resolution long side (default: 448; for --part flow {FLOW_LONG_SIDE})")
+    bench.add_argument("--pairs", default="../shared/data/flow-chairs-examples",
+                       help="--part flow: folder of NAME-img0.png, NAME-img1.png, NAME-gt.flo")
     bench.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     bench.add_argument("--weights", default=str(SHIPPED_WEIGHTS), help="checkpoint to fine-tune from")
     bench.add_argument("--davis-root", default="../shared/data/davis2016-train-240p",
@@ -69,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue from OUTPUT/state.pt")
     train.add_argument("--output", help="replace the config's output folder")
     train.add_argument("--davis-root", help="replace the config's DAVIS folder")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="replace one setting (repeatable), e.g. on a GPU --set flow_batch_size=32 "
+                            "--set batch_size=8")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(run=run_train)
 
@@ -82,11 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     _engine_options(propagate)
     propagate.set_defaults(run=run_propagate)
 
-    flow = commands.add_parser("flow", help="the flow branch on one image pair, at full resolution")
+    flow = commands.add_parser("flow", help="the flow branch on one image pair of any size (a .flo file)")
     flow.add_argument("image1")
     flow.add_argument("image2")
     flow.add_argument("--out", required=True, help="a .flo file")
     flow.add_argument("--weights", default=str(SHIPPED_WEIGHTS))
+    flow.add_argument("--long-side", type=int, default=FLOW_LONG_SIDE,
+                      help="larger images are estimated with this long side and the flow scaled back "
+                           f"(default: {FLOW_LONG_SIDE})")
     flow.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     flow.set_defaults(run=run_flow)
 

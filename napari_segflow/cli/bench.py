@@ -13,8 +13,12 @@ def run_bench(args: argparse.Namespace) -> int:
 
     from napari_segflow.evaluation.benchmark import benchmark_model, benchmark_synthetic, model_report
 
+    from napari_segflow.data.resolution import DEFAULT_LONG_SIDE
+
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.long_side is None and args.part != "flow":
+        args.long_side = DEFAULT_LONG_SIDE
     if args.part == "accuracy":
         return _bench_accuracy(args)
     if args.part == "finetune":
@@ -23,11 +27,42 @@ def run_bench(args: argparse.Namespace) -> int:
         return _bench_engine(args)
     if args.part == "long":
         return _bench_long(args)
+    if args.part == "flow":
+        return _bench_flow(args)
     print(f"benchmarking the model ({', '.join(args.presets)}) ...", file=sys.stderr)
     timings = benchmark_model(tuple(args.presets), repeats=args.repeats, long_side=args.long_side)
     print("benchmarking synthetic data ...", file=sys.stderr)
     data = benchmark_synthetic(clips=args.clips)
     print(model_report(timings, data, torch.get_num_threads()))
+    return 0
+
+
+def _bench_flow(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
+    import torch
+
+    from napari_segflow.checkpoint import load_checkpoint
+    from napari_segflow.evaluation.accuracy import flow_accuracy
+    from napari_segflow.evaluation.flow_bench import flow_report, read_flow_pairs, score_flow, standard_methods
+    from napari_segflow.inference.pair_flow import FLOW_LONG_SIDE
+
+    net, _ = load_checkpoint(args.weights)
+    long_side = args.long_side or FLOW_LONG_SIDE
+    cases = read_flow_pairs(args.pairs)
+    print(f"flow on {len(cases)} pair(s) from {args.pairs} ...", file=sys.stderr)
+    scores = score_flow(cases, standard_methods(net, long_side))
+    print(flow_report(f"{len(cases)} pairs from {args.pairs}, working long side {long_side}, "
+                      f"torch threads {torch.get_num_threads()}", scores))
+    synthetic = flow_accuracy(net)
+    print(f"\nHeld-out synthetic pairs ({synthetic['clips']}, {synthetic['size'][1]}x{synthetic['size'][0]}): "
+          f"SegFlow EPE {synthetic['segflow_epe']:.2f} px, DIS {synthetic['dis_epe']:.2f}, "
+          f"Farneback {synthetic['farneback_epe']:.2f}, zero flow {synthetic['zero_flow_epe']:.2f}")
+    if args.json:
+        payload = {"pairs": str(args.pairs), "long_side": long_side, "scores": [asdict(s) for s in scores],
+                   "synthetic": synthetic, "weights": str(args.weights)}
+        Path(args.json).write_text(json.dumps(payload, indent=1))
     return 0
 
 
@@ -124,10 +159,11 @@ def _bench_long(args: argparse.Namespace) -> int:
     result = benchmark_long_video(video, mask, args.weights, settings, count=args.long_frames,
                                   size=tuple(args.frame_size), progress=progress)
     bar.close()
-    print("| video | working size | SegFlow frames/s | DIS warping frames/s | ratio | peak RSS |\n"
-          "|---|---|---:|---:|---:|---:|\n"
+    print("| video | working size | SegFlow frames/s | DIS warping frames/s | ratio | peak RSS | session folder |\n"
+          "|---|---|---:|---:|---:|---:|---:|\n"
           f"| {result.frames} frames {result.size[1]}x{result.size[0]} | "
           f"{result.working_size[1]}x{result.working_size[0]} | {result.frames_per_second:.1f} | "
           f"{result.dis_frames_per_second:.1f} | {result.frames_per_second / result.dis_frames_per_second:.2f} | "
-          f"{result.peak_rss_megabytes:.0f} MB (before the session: {result.baseline_rss_megabytes:.0f} MB) |")
+          f"{result.peak_rss_megabytes:.0f} MB (before the session: {result.baseline_rss_megabytes:.0f} MB) | "
+          f"{result.session_bytes_per_frame / 1e3:.0f} kB a frame (flow {result.flow_bytes_per_frame / 1e3:.0f} kB) |")
     return 0

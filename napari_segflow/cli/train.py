@@ -5,10 +5,29 @@ from __future__ import annotations
 import argparse
 import sys
 
+def parse_settings(pairs: list[str]) -> dict:
+    """``KEY=VALUE`` pairs, each VALUE read as YAML (``flow_batch_size=32``, ``phase_max_steps=[800,0]``)."""
+    import yaml
+
+    from napari_segflow.errors import SegFlowError
+
+    settings = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator or not key:
+            raise SegFlowError(f"--set {pair!r}: expected KEY=VALUE")
+        try:
+            settings[key] = yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            raise SegFlowError(f"--set {pair!r}: the value is not valid YAML ({error})") from error
+    return settings
+
+
 def run_train(args: argparse.Namespace) -> int:
     from napari_segflow.training.offline import OfflineTrainer, load_train_config
 
     overrides = {k: v for k, v in (("output", args.output), ("davis_root", args.davis_root)) if v is not None}
+    overrides.update(parse_settings(args.set or []))
     config = load_train_config(args.config, **overrides)
     trainer = OfflineTrainer(config)
     if args.resume:

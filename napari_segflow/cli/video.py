@@ -72,43 +72,38 @@ def run_propagate(args: argparse.Namespace) -> int:
 
 def run_flow(args: argparse.Namespace) -> int:
     import numpy as np
-    import torch
-    import torch.nn.functional as F
 
     from napari_segflow.checkpoint import load_checkpoint
-    from napari_segflow.data.io import to_rgb_uint8, write_flo
-    from napari_segflow.device import autocast, choose_device, place_model
-    from napari_segflow.errors import SegFlowError
-    from napari_segflow.model.segflow import INPUT_MULTIPLE
+    from napari_segflow.data.io import read_image, to_rgb_uint8, write_flo
+    from napari_segflow.device import choose_device, place_model
+    from napari_segflow.inference.pair_flow import check_pair, segflow_pair_flow, working_geometry
 
-    first, second = (to_rgb_uint8(_read_image(path), str(path), 0) for path in (args.image1, args.image2))
-    if first.shape != second.shape:
-        raise SegFlowError(f"{args.image1} is {first.shape[1]}x{first.shape[0]} but {args.image2} is "
-                           f"{second.shape[1]}x{second.shape[0]}: the two images must have the same size")
+    out = _checked_output_file(args.out, "--out")
+    first, second = (to_rgb_uint8(read_image(path), str(path), 0) for path in (args.image1, args.image2))
+    check_pair(first, second, (args.image1, args.image2))
+    geometry = working_geometry(*first.shape[:2], args.long_side)
     device = choose_device(args.device)
-    net = place_model(load_checkpoint(args.weights)[0], device).eval()
+    net = place_model(load_checkpoint(args.weights)[0], device)
+    flow = segflow_pair_flow(net, first, second, args.long_side, device)
+    write_flo(flow, out)
     height, width = first.shape[:2]
-    pad_h, pad_w = -height % INPUT_MULTIPLE, -width % INPUT_MULTIPLE
-    pair = [F.pad(torch.from_numpy(image).permute(2, 0, 1)[None].float().to(device) / 255, (0, pad_w, 0, pad_h),
-                  mode="replicate") for image in (first, second)]
-    with torch.no_grad(), autocast(device):
-        flow = net.estimate_flow(*pair).flow.float()
-    flow = flow[0, :, :height, :width].permute(1, 2, 0).cpu().numpy()
-    write_flo(flow, args.out)
     magnitude = np.linalg.norm(flow, axis=-1)
-    print(f"wrote {args.out}: {width}x{height}, mean motion {magnitude.mean():.2f} px, max {magnitude.max():.2f} px")
+    working = f"estimated at {geometry.scaled[1]}x{geometry.scaled[0]}, " if geometry.scaled != (height, width) else ""
+    print(f"wrote {out}: {width}x{height}, {working}mean motion {magnitude.mean():.2f} px, "
+          f"max {magnitude.max():.2f} px")
     return 0
 
 
-def _read_image(path):
-    import imageio.v3 as iio
-
+def _checked_output_file(value: str, option: str) -> Path:
+    """An output file's path, checked before any work: not a folder, and its folder exists."""
     from napari_segflow.errors import SegFlowError
 
-    try:
-        return iio.imread(path)
-    except Exception as error:  # imageio raises many types
-        raise SegFlowError(f"{path}: cannot read this image ({error})") from error
+    path = Path(value)
+    if path.is_dir():
+        raise SegFlowError(f"{option} {value} is a folder; name the file to write (for example {path / 'flow.flo'})")
+    if not path.parent.is_dir():
+        raise SegFlowError(f"{option} {value}: the folder {path.parent} does not exist")
+    return path
 
 
 def run_eval(args: argparse.Namespace) -> int:

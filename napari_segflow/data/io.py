@@ -55,6 +55,16 @@ def to_rgb_uint8(frame: np.ndarray, source: str, index: int) -> np.ndarray:
     raise SegFlowError(f"{source}: frame {index} has unsupported dtype {frame.dtype}")
 
 
+def read_image(path) -> np.ndarray:
+    """One image file as an array, as stored (any layout and dtype; ``to_rgb_uint8`` normalises it)."""
+    import imageio.v3 as iio
+
+    try:
+        return iio.imread(path)
+    except Exception as error:  # imageio raises many types
+        raise SegFlowError(f"{path}: cannot read this image ({error})") from error
+
+
 class VideoFrames:
     """A lazy (T, H, W, 3) uint8 video. Index it like a numpy array; only the frames asked for are read.
 

@@ -79,9 +79,28 @@ class WorkingResolution:
 
     def flow_to_frame(self, flow: torch.Tensor) -> torch.Tensor:
         """(B, 2, h_pad, w_pad) in working pixels -> (B, 2, H, W) in frame pixels."""
+        return resize_flow_tensor(self.flow_to_working_grid(flow), (self.height, self.width))
+
+    def flow_to_working_grid(self, flow: torch.Tensor) -> torch.Tensor:
+        """(B, 2, h_pad, w_pad) in working pixels -> (B, 2, h, w): the padding cropped, values in frame pixels,
+        still on the working grid (what a session stores; ``resize_flow`` brings it to the frame's size)."""
         cropped = flow[..., : self.scaled[0], : self.scaled[1]]
-        resized = F.interpolate(cropped, size=(self.height, self.width), mode="bilinear", align_corners=False)
         factors = torch.tensor(
             [self.width / self.scaled[1], self.height / self.scaled[0]], dtype=flow.dtype, device=flow.device
         )
-        return resized * factors.view(1, 2, 1, 1)
+        return cropped * factors.view(1, 2, 1, 1)
+
+
+def resize_flow_tensor(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, 2, h, w) whose values are already in the target's pixels -> (B, 2, H, W), bilinear."""
+    if tuple(flow.shape[-2:]) == tuple(size):
+        return flow
+    return F.interpolate(flow, size=size, mode="bilinear", align_corners=False)
+
+
+def resize_flow(flow: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(h, w, 2) whose values are already in the target's pixels -> (H, W, 2) float32, bilinear."""
+    if flow.shape[:2] == tuple(size):
+        return flow.astype(np.float32, copy=False)
+    tensor = torch.from_numpy(np.ascontiguousarray(flow, dtype=np.float32)).permute(2, 0, 1)[None]
+    return resize_flow_tensor(tensor, size)[0].permute(1, 2, 0).numpy()

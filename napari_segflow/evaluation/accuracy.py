@@ -145,12 +145,12 @@ def accuracy_table(results: list[MethodResult]) -> str:
 
 @torch.no_grad()
 def flow_accuracy(net: SegFlowNet, clips: int = 8, size: tuple[int, int] = (256, 448), seed: int = 20_000_000):
-    """Mean EPE of the flow branch and of OpenCV DIS on held-out synthetic pairs (seeds never trained on)."""
+    """Mean EPE of the flow branch, OpenCV DIS and Farneback on held-out synthetic pairs (seeds never trained on)."""
     from napari_segflow.data.synthetic import SyntheticConfig, SyntheticVideoGenerator
     from napari_segflow.evaluation.baselines import optical_flow
 
     generator = SyntheticVideoGenerator(SyntheticConfig(height=size[0], width=size[1], num_frames=2))
-    ours, dis, zero = [], [], []
+    ours, dis, farneback, zero = [], [], [], []
     net.eval()
     for index in range(clips):
         clip = generator(seed + index)
@@ -160,6 +160,8 @@ def flow_accuracy(net: SegFlowNet, clips: int = 8, size: tuple[int, int] = (256,
         frames8 = [(f * 255 + 0.5).astype(np.uint8) for f in clip.frames]
         ours.append(endpoint_error(estimate, clip.flows[0]))
         dis.append(endpoint_error(optical_flow(frames8[0], frames8[1], "dis"), clip.flows[0]))
+        farneback.append(endpoint_error(optical_flow(frames8[0], frames8[1], "farneback"), clip.flows[0]))
         zero.append(endpoint_error(np.zeros_like(clip.flows[0]), clip.flows[0]))
-    return {"segflow_epe": float(np.mean(ours)), "dis_epe": float(np.mean(dis)), "zero_flow_epe": float(np.mean(zero)),
+    return {"segflow_epe": float(np.mean(ours)), "dis_epe": float(np.mean(dis)),
+            "farneback_epe": float(np.mean(farneback)), "zero_flow_epe": float(np.mean(zero)),
             "clips": clips, "size": list(size)}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -175,13 +176,20 @@ class LongVideoReport:
     dis_frames_per_second: float
     peak_rss_megabytes: float
     baseline_rss_megabytes: float
+    session_bytes_per_frame: float
+    flow_bytes_per_frame: float
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
 
 
 def benchmark_long_video(base_frames, first_mask: np.ndarray, weights, settings: SessionSettings,
                          count: int = 2000, size: tuple[int, int] = (480, 854), peer_frames: int = 200,
                          progress=None) -> LongVideoReport:
     """Propagate a ``count``-frame video at ``size`` through a session (short fine-tune first), and time DIS
-    warping on its first ``peer_frames`` frames; peak RSS of the process after both."""
+    warping on its first ``peer_frames`` frames; peak RSS of the process after both, and the session folder's
+    bytes per frame (all of it, and its flow files alone)."""
     from PIL import Image
 
     video = LoopedFrames(base_frames, count, *size)
@@ -199,9 +207,12 @@ def benchmark_long_video(base_frames, first_mask: np.ndarray, weights, settings:
                 progress(done, count)
         seconds = time.perf_counter() - started
         working = session.geometry.scaled
+        session_bytes = _folder_bytes(session.folder) / max(done, 1)
+        flow_bytes = _folder_bytes(session.folder / "results" / "flow") / max(done, 1)
     order = list(range(peer_frames))
     started = time.perf_counter()
     for _ in propagate_by_flow(video, mask, order, "dis"):
         pass
     dis_fps = peer_frames / (time.perf_counter() - started)
-    return LongVideoReport(count, size, working, done / seconds, dis_fps, peak_rss_megabytes(), baseline)
+    return LongVideoReport(count, size, working, done / seconds, dis_fps, peak_rss_megabytes(), baseline,
+                           session_bytes, flow_bytes)

@@ -15,7 +15,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from napari_segflow.data.resolution import WorkingResolution
+from napari_segflow.data.resolution import WorkingResolution, resize_flow
 from napari_segflow.device import autocast
 from napari_segflow.errors import SegFlowError
 from napari_segflow.inference.refine import EDGE_RADIUS, edge_radius, refine_probabilities
@@ -25,15 +25,20 @@ from napari_segflow.objects import ObjectChannels
 
 @dataclass
 class FrameResult:
-    """labels (H, W) uint8 object ids; probabilities (K+1, H, W) float16 (background first); flow (H, W, 2)
-    float32 in pixels from this frame to the next one in the direction of travel. ``final`` is False for
-    the first sweep of a two-way run, whose result the second sweep replaces."""
+    """labels (H, W) uint8 object ids; probabilities (K+1, H, W) float16 (background first); working_flow
+    (h, w, 2) float32, the flow from this frame to the next one in the direction of travel on the grid it was
+    computed on, in frame pixels (``flow`` resizes it to the frame's (H, W, 2)). ``final`` is False for the first
+    sweep of a two-way run, whose result the second sweep replaces."""
 
     index: int
     labels: np.ndarray
     probabilities: np.ndarray
-    flow: np.ndarray
+    working_flow: np.ndarray
     final: bool = True
+
+    @property
+    def flow(self) -> np.ndarray:
+        return resize_flow(self.working_flow, self.labels.shape)
 
 
 def frame_order(count: int, start: int, direction: str, stop: int | None = None) -> list[int]:
@@ -86,12 +91,12 @@ def _result(index, logits, output: FrameOutput, objects, geometry, frame, refine
     # max(dim).indices, not argmax(dim): torch's CPU argmax over the leading dimension of a (K+1, H, W) map
     # took 35-70 ms a frame at 854x480, the max about 1 ms
     channels = probabilities.max(0).indices.cpu().numpy()
-    flow = geometry.flow_to_frame(output.flow.flow.float())[0].permute(1, 2, 0).cpu().numpy()
+    flow = geometry.flow_to_working_grid(output.flow.flow.float())[0].permute(1, 2, 0).cpu().numpy()
     return FrameResult(
         index=index,
         labels=objects.to_ids(channels),
         probabilities=probabilities.half().cpu().numpy(),
-        flow=flow.astype(np.float32),
+        working_flow=flow.astype(np.float32),
         final=final,
     )
 

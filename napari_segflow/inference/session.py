@@ -6,7 +6,8 @@ The folder::
     session.json                 the video, its size, settings, objects, what was fine-tuned and propagated
     annotations/<t>.png          the user's label images (indexed PNG), one per annotated frame
     results/labels/<t>.png       propagated labels, written as each frame is produced
-    results/flow/<t>.npy         the flow branch's flow (float16, pixels), when ``keep_flow``
+    results/flow/<t>.npy         the flow branch's flow (float16, frame pixels) on the working grid it was
+                                 computed on (``flow()`` resizes it to the frame), when ``keep_flow``
     finetuned.pt                 the fine-tuned weights (strict checkpoint)
     undo/<serial>/               what each change overwrote (see ``journal.py``)
 
@@ -18,6 +19,7 @@ propagation keeps every frame it wrote, and ``undo()`` takes the whole run back.
 from __future__ import annotations
 
 import copy
+import errno
 import hashlib
 import json
 import shutil
@@ -38,7 +40,7 @@ from napari_segflow.data.io import (
     write_npy,
     write_text,
 )
-from napari_segflow.data.resolution import DEFAULT_LONG_SIDE, WorkingResolution
+from napari_segflow.data.resolution import DEFAULT_LONG_SIDE, WorkingResolution, resize_flow
 from napari_segflow.device import choose_device, is_out_of_memory, out_of_memory_error, place_model
 from napari_segflow.errors import SegFlowError
 from napari_segflow.inference.journal import Entry, Journal
@@ -253,10 +255,10 @@ class VideoSession:
         return read_label_image(self.folder / "results" / "labels" / _frame_file(index, ".png"))
 
     def flow(self, index: int) -> np.ndarray | None:
-        """The flow from frame ``index`` to the next one in the direction it was propagated, or None."""
+        """The (H, W, 2) flow from frame ``index`` to the next one in the direction it was propagated, or None."""
         self._check_index(index, "frame")
         path = self.folder / "results" / "flow" / _frame_file(index, ".npy")
-        return read_npy(path).astype(np.float32) if path.is_file() else None
+        return resize_flow(read_npy(path), self.frames.shape[1:3]) if path.is_file() else None
 
     def labels_volume(self) -> np.ndarray:
         """(T, H, W) uint8: every frame's labels, 0 where there is no result yet."""
@@ -382,11 +384,27 @@ class VideoSession:
             channels = self.objects.to_channels(user)
             probabilities = np.eye(self.objects.num_objects + 1, dtype=np.float16)[channels].transpose(2, 0, 1)
             result = replace(result, labels=user.copy(), probabilities=probabilities)
-        entry.write(f"results/labels/{_frame_file(index, '.png')}",
-                    lambda path: write_label_png(result.labels, path))
-        if self.settings.keep_flow:
-            entry.write(f"results/flow/{_frame_file(index, '.npy')}",
-                        lambda path: write_npy(result.flow.astype(np.float16), path))
+        try:
+            entry.write(f"results/labels/{_frame_file(index, '.png')}",
+                        lambda path: write_label_png(result.labels, path))
+            if self.settings.keep_flow:
+                entry.write(f"results/flow/{_frame_file(index, '.npy')}",
+                            lambda path: write_npy(result.working_flow.astype(np.float16), path))
+        except OSError as error:
+            # the writers are atomic: nothing half-written is left; the frame simply has no result now
+            self._results.discard(index)
+            for part in (f"labels/{_frame_file(index, '.png')}", f"flow/{_frame_file(index, '.npy')}"):
+                (self.folder / "results" / part).unlink(missing_ok=True)
+            kept = len(self._results)
+            if error.errno == errno.ENOSPC:
+                raise SegFlowError(
+                    f"{self.folder}: the disk is full; frame {index} could not be written. The {kept} frames "
+                    "written before it are kept: free some space and run again to continue from there"
+                ) from error
+            raise SegFlowError(
+                f"{self.folder}: frame {index} could not be written ({error}); the {kept} frames written before "
+                "it are kept"
+            ) from error
         self._results.add(index)
         return result
 

@@ -1,4 +1,4 @@
-"""FlowNetS-style flow branch: encoder, decoder with skip links, multi-scale flow heads."""
+"""FlowNetS-style flow branch (the ``paper`` preset's): encoder, decoder with skip links, multi-scale flow heads."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from napari_segflow.config import ModelConfig
+from napari_segflow.model.flow_estimate import FlowEstimate
 from napari_segflow.model.layers import conv_leaky
+from napari_segflow.model.losses import MULTISCALE_WEIGHTS
 
 #: Strides of the decoder levels that take segmentation features, and of the flows.
 FUSED_FLOW_STRIDES = (32, 16, 8)
@@ -25,20 +27,6 @@ class FlowEncoding:
     s16: torch.Tensor
     s32: torch.Tensor
     s64: torch.Tensor
-
-
-@dataclass
-class FlowEstimate:
-    """Flow from the first frame of the pair to the second.
-
-    flows: (flow2, ..., flow6), each (B, 2, H/s, W/s) for s = 4..64, in units of pixels / div_flow.
-    decoder: (concat2, concat3, concat4) decoder features at strides 4, 8, 16 (what the seg heads take).
-    flow: (B, 2, H, W) in pixels at the input resolution (flow2 upsampled, times div_flow).
-    """
-
-    flows: tuple[torch.Tensor, ...]
-    decoder: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-    flow: torch.Tensor
 
 
 class FlowEncoder(nn.Module):
@@ -113,6 +101,21 @@ class FlowDecoder(nn.Module):
         return (flow2, flow3, flow4, flow5, flow6), (concat2, concat3, concat4)
 
 
-def full_resolution_flow(flow2: torch.Tensor, size: tuple[int, int], div_flow: float) -> torch.Tensor:
-    """flow2 (B, 2, H/4, W/4) in div_flow units -> (B, 2, H, W) in pixels."""
-    return F.interpolate(flow2, size=size, mode="bilinear", align_corners=False) * div_flow
+class FlowNetS(nn.Module):
+    """Flow branch: (image, next_image, bridged seg features by stride) -> FlowEstimate."""
+
+    fused_strides = FUSED_FLOW_STRIDES
+
+    def __init__(self, config: ModelConfig, extra_channels: int) -> None:
+        super().__init__()
+        self.div_flow = config.div_flow
+        self.encoder = FlowEncoder(config)
+        self.decoder = FlowDecoder(config, extra_channels)
+        self.decoder_channels = self.decoder.decoder_channels
+
+    def forward(self, image: torch.Tensor, next_image: torch.Tensor, extras: dict[int, torch.Tensor]) -> FlowEstimate:
+        encoding = self.encoder(torch.cat([image - 0.5, next_image - 0.5], dim=1))
+        flows, decoder = self.decoder(encoding, extras)
+        size = tuple(image.shape[-2:])
+        flow = F.interpolate(flows[0], size=size, mode="bilinear", align_corners=False) * self.div_flow
+        return FlowEstimate(flows=flows, loss_weights=MULTISCALE_WEIGHTS, decoder=decoder, flow=flow)

@@ -51,24 +51,34 @@ def multiscale_epe(
     target: torch.Tensor,
     div_flow: float = 20.0,
     weights: tuple[float, ...] = MULTISCALE_WEIGHTS,
+    valid: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, Metrics]:
-    """FlowNetS multi-scale EPE (SegFlow eq. 2 per scale).
+    """Multi-scale EPE (SegFlow eq. 2 per scale).
 
-    flows: (flow2, ..., flow6) in pixels / div_flow; target: (B, 2, H, W) in pixels. The target is
-    divided by div_flow and average-pooled to each scale. The published weights were set for errors summed
+    flows: a flow branch's predictions, finest first (FlowNetS: flow2, ..., flow6), in pixels / div_flow;
+    weights: one per scale (default: FlowNetS's; each branch states its own in ``FlowEstimate.loss_weights``);
+    target: (B, 2, H, W) in pixels. The target is divided by div_flow and average-pooled to each scale. The published weights were set for errors summed
     over pixels; dividing every scale's sum by the finest scale's pixel count keeps their balance and makes
     the value independent of the image size, and the result is rescaled (times div_flow / weights[0]) so
     that it reads in pixels: a flow2 that is off by 1 px everywhere, the other scales exact, gives 1.
+
+    valid: (B, 1, H, W) bool, where the target is known (e.g. a teacher's label that passed its check). At each
+    scale a cell's target is the mean over its valid pixels and its error is weighted by their share; the sums
+    are then over valid pixels, so "reads in pixels" holds on the valid part.
     """
     if len(flows) != len(weights):
         raise ValueError(f"{len(flows)} flow scales but {len(weights)} weights")
     scaled_target = target / div_flow
+    mask = torch.ones_like(target[:, :1]) if valid is None else valid.to(target.dtype)
+    share_valid = mask.mean().clamp_min(1e-6)
     finest = flows[0].shape[-2] * flows[0].shape[-1]
     total = flows[0].new_zeros(())
     metrics: Metrics = {}
     for index, (flow, weight) in enumerate(zip(flows, weights)):
-        pooled = F.adaptive_avg_pool2d(scaled_target, tuple(flow.shape[-2:]))
-        error_sum = (flow - pooled).norm(dim=1).sum() / flow.shape[0]
+        size = tuple(flow.shape[-2:])
+        cover = F.adaptive_avg_pool2d(mask, size)
+        pooled = F.adaptive_avg_pool2d(scaled_target * mask, size) / cover.clamp_min(1e-6)
+        error_sum = ((flow - pooled).norm(dim=1, keepdim=True) * cover).sum() / flow.shape[0] / share_valid
         total = total + weight * error_sum / finest
         metrics[f"epe{index + 2}"] = float(error_sum.detach() / (flow.shape[-2] * flow.shape[-1]) * div_flow)
     total = total * (div_flow / weights[0])

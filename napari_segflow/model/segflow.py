@@ -23,10 +23,12 @@ from torch import nn
 from napari_segflow.config import ModelConfig, preset_config
 from napari_segflow.errors import SegFlowError
 from napari_segflow.model.backbone import AppearanceFeatures, ResidualEncoder
-from napari_segflow.model.flownet import FUSED_FLOW_STRIDES, FlowDecoder, FlowEncoder, FlowEstimate, full_resolution_flow
+from napari_segflow.model.flow_estimate import FlowEstimate
+from napari_segflow.model.flownet import FlowNetS
 from napari_segflow.model.fusion import Bridge
 from napari_segflow.model.heads import FusedFeatures, MemoryReadout, ScoreHeads
 from napari_segflow.model.memory import ConvGRUCell, GateActivations
+from napari_segflow.model.pwc import PWCFlow
 
 #: Input height and width must be multiples of this (the flow encoder's deepest stride).
 INPUT_MULTIPLE = 64
@@ -59,19 +61,23 @@ class SegFlowNet(nn.Module):
         self.config = config
         self.appearance_encoder = ResidualEncoder(config)
         seg_channels = self.appearance_encoder.out_channels  # strides 4, 8, 16, 32
-        self.flow_encoder = FlowEncoder(config)
         extra = config.bridge_channels if config.seg_to_flow_bridges else 0
-        self.flow_decoder = FlowDecoder(config, extra)
-        # seg stage at stride s feeds the flow decoder level at stride s (32, 16, 8)
+        self.flow_branch = (PWCFlow if config.flow_branch == "pwc" else FlowNetS)(config, extra)
+        # seg stage at stride s feeds the flow decoder level at stride s
         self.seg_to_flow = (
-            nn.ModuleDict({str(s): Bridge(seg_channels[_stage_index(s)], config.bridge_channels) for s in FUSED_FLOW_STRIDES})
+            nn.ModuleDict(
+                {
+                    str(s): Bridge(seg_channels[_stage_index(s)], config.bridge_channels)
+                    for s in self.flow_branch.fused_strides
+                }
+            )
             if config.seg_to_flow_bridges
             else None
         )
         self.score_heads = ScoreHeads(
             fine_channels=seg_channels[0] if config.fine_scores else 0,
             appearance_channels=seg_channels[1:],
-            flow_channels=self.flow_decoder.decoder_channels if config.flow_to_seg_bridges else None,
+            flow_channels=self.flow_branch.decoder_channels if config.flow_to_seg_bridges else None,
             head_channels=config.seg_head_channels,
             bridge_channels=config.bridge_channels,
             memory_channels=config.memory_channels,
@@ -95,19 +101,17 @@ class SegFlowNet(nn.Module):
         check_input_size(image)
         if image.shape != next_image.shape:
             raise SegFlowError(f"frame pair shapes differ: {tuple(image.shape)} vs {tuple(next_image.shape)}")
-        encoding = self.flow_encoder(torch.cat([image - 0.5, next_image - 0.5], dim=1))
         extras: dict[int, torch.Tensor] = {}
         if self.seg_to_flow is not None:
             if appearance is None:
                 appearance = self.encode_appearance(image)
             by_stride = {8: appearance.s8, 16: appearance.s16, 32: appearance.s32}
-            targets = {8: encoding.s8, 16: encoding.s16, 32: encoding.s32}
+            height, width = image.shape[-2:]
             extras = {
-                s: self.seg_to_flow[str(s)](by_stride[s], tuple(targets[s].shape[-2:])) for s in FUSED_FLOW_STRIDES
+                s: self.seg_to_flow[str(s)](by_stride[s], (height // s, width // s))
+                for s in self.flow_branch.fused_strides
             }
-        flows, decoder = self.flow_decoder(encoding, extras)
-        flow = full_resolution_flow(flows[0], tuple(image.shape[-2:]), self.config.div_flow)
-        return FlowEstimate(flows=flows, decoder=decoder, flow=flow)
+        return self.flow_branch(image, next_image, extras)
 
     def fuse(self, appearance: AppearanceFeatures, flow: FlowEstimate) -> FusedFeatures:
         decoder = flow.decoder if self.config.flow_to_seg_bridges else None

@@ -11,8 +11,10 @@ import numpy as np
 from napari_segflow.data.io import IMAGE_SUFFIXES, open_video, read_label_image
 from napari_segflow.errors import SegFlowError
 
-#: The real sequences the project never trains on: validation during training and the model card's test.
+#: The real sequences the project never trains on, nor chooses weights or settings by: the model card's test.
 HELD_OUT = ("bear", "boat", "dance-jump", "kite-walk", "motocross-bumps", "stroller")
+#: Training sequences set aside to choose weights and stop phases (validation), never trained on.
+VALIDATION = ("car-turn", "dog-agility", "mallard-water")
 
 
 @dataclass

@@ -14,9 +14,12 @@ from napari_segflow.model.losses import (
     smoothness_loss,
     temporal_consistency_loss,
 )
+from napari_segflow.model.correlation import matching_loss
 from napari_segflow.model.segflow import SegFlowNet
 from napari_segflow.model.warp import backward_warp, forward_backward_occlusion
 
+#: Weight of the matching loss (cross-entropy of each cost volume against the true displacement) beside the EPE.
+MATCHING_WEIGHT = 1.0
 #: Every Frame Counts loss weights.
 CONSISTENCY_WEIGHT = 10.0
 OCCLUSION_WEIGHT = 0.4
@@ -24,8 +27,8 @@ SMOOTHNESS_WEIGHT = 0.5
 
 
 def flow_parameters(net: SegFlowNet) -> list[nn.Parameter]:
-    """The flow branch: its encoder, decoder and the seg -> flow bridges."""
-    modules = [net.flow_encoder, net.flow_decoder] + ([net.seg_to_flow] if net.seg_to_flow is not None else [])
+    """The flow branch and the seg -> flow bridges."""
+    modules = [net.flow_branch] + ([net.seg_to_flow] if net.seg_to_flow is not None else [])
     return [p for m in modules for p in m.parameters()]
 
 
@@ -42,6 +45,22 @@ def train_only(net: SegFlowNet, branch: str) -> list[nn.Parameter]:
     for p in net.parameters():
         p.requires_grad_(id(p) in ids)
     return trainable
+
+
+def matching_losses(costs, flow: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """Sum over levels of the matching loss: each cost volume against the displacement that remains between the
+    flow its level started from and the true flow (both pooled to the level's grid)."""
+    import torch.nn.functional as F
+
+    mask = torch.ones_like(flow[:, :1]) if valid is None else valid.to(flow.dtype)
+    total = flow.new_zeros(())
+    for cost in costs:
+        size = tuple(cost.logits.shape[-2:])
+        cover = F.adaptive_avg_pool2d(mask, size)
+        target = F.adaptive_avg_pool2d(flow * mask, size) / cover.clamp_min(1e-6)
+        offset = (target - cost.base_flow.float()) / cost.stride
+        total = total + matching_loss(cost.logits.float(), offset, cost.radius, cover > 0.5)
+    return total
 
 
 class SegmentationObjective(nn.Module):
@@ -78,15 +97,25 @@ class FlowObjective(nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, first: torch.Tensor, second: torch.Tensor, flow: torch.Tensor | None) -> tuple[torch.Tensor, dict]:
-        """first, second (B, 3, H, W); flow (B, 2, H, W) in pixels, or None for unsupervised."""
+    def forward(
+        self, first: torch.Tensor, second: torch.Tensor, flow: torch.Tensor | None, valid: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, dict]:
+        """first, second (B, 3, H, W); flow (B, 2, H, W) in pixels, or None for unsupervised; valid (B, 1, H, W)
+        bool where ``flow`` is known (default: everywhere)."""
         with torch.no_grad():
             appearance_first = self.net.encode_appearance(first)
         estimate = self.net.estimate_flow(first, second, appearance_first)
         if flow is not None:
-            loss, metrics = multiscale_epe(tuple(f.float() for f in estimate.flows), flow, self.net.config.div_flow)
+            loss, metrics = multiscale_epe(
+                tuple(f.float() for f in estimate.flows), flow, self.net.config.div_flow, estimate.loss_weights, valid
+            )
+            if estimate.matching:
+                matching = matching_losses(estimate.matching, flow, valid)
+                loss = loss + MATCHING_WEIGHT * matching
+                metrics["matching"] = float(matching.detach())
             with torch.no_grad():
-                metrics["epe"] = float((estimate.flow.float() - flow).norm(dim=1).mean())
+                error = (estimate.flow.float() - flow).norm(dim=1, keepdim=True)
+                metrics["epe"] = float(error[valid].mean() if valid is not None else error.mean())
             metrics["flow_loss"] = float(loss.detach())
             return loss, metrics
         with torch.no_grad():

@@ -1,12 +1,19 @@
 """Iterative offline training (SegFlow §4.1): rounds that alternate the branches.
 
-In a flow phase the segmentation side is frozen and the flow branch learns from synthetic pairs with exact
-flow (multi-scale EPE) and from real DAVIS pairs without flow (Every Frame Counts' unsupervised losses).
+In a flow phase the segmentation side is frozen and the flow branch learns from a mix of pairs
+(training/flow_batches.py): real frames warped with exact flow (motion growing along a curriculum), real
+consecutive frames labelled once by the DIS teacher (training/teacher.py, cached under ``teacher_cache``),
+procedural videos with exact flow, and real pairs without labels (Every Frame Counts' unsupervised losses).
 In a seg phase the flow branch is frozen and the segmentation side with its ConvGRU memory learns from
 windows of consecutive frames by backpropagation through time (20% stop-and-go windows, gradients clipped
 to [-50, 50]). A phase ends when its validation error has not improved for ``patience`` validations (or
 at ``phase_max_steps``); the phase's best weights are kept. Training starts with a flow phase: the
 branches start from scratch here, and the seg side learns more from a flow branch that already sees motion.
+``phases`` picks the phases of each round, so a long training can run as a chain of stages, each warm-started
+from the last one's checkpoint (``init_from``).
+
+Weights are chosen and phases stopped on a validation split carved from the training sequences
+(``validation``), never on the held-out sequences the model card reports.
 
 The same command runs on one CPU, one GPU, or N GPUs under torchrun (DistributedDataParallel).
 """
@@ -29,11 +36,15 @@ import torch
 from napari_segflow.checkpoint import save_checkpoint
 from napari_segflow.config import preset_config
 from napari_segflow.data.synthetic import SyntheticConfig, SyntheticVideoGenerator
+from napari_segflow.data.warped_pairs import WarpRanges, make_warped_pair
 from napari_segflow.device import choose_device
 from napari_segflow.errors import SegFlowError
 from napari_segflow.model.segflow import SegFlowNet
-from napari_segflow.training.davis import HELD_OUT, Sequence, find_sequences
+from napari_segflow.training.davis import HELD_OUT, VALIDATION, Sequence, find_sequences
+from napari_segflow.training.flow_batches import FLOW_SOURCES, FlowBatches
 from napari_segflow.training.objectives import FlowObjective, SegmentationObjective, train_only
+from napari_segflow.training.teacher import TeacherCache
+from napari_segflow.training.warm_start import warm_start
 from napari_segflow.training.windows import WindowSampler, collate
 
 PHASES = ("flow", "seg")
@@ -49,13 +60,23 @@ class TrainConfig:
     model_overrides: dict = field(default_factory=dict)
     davis_root: str = "../shared/data/davis2016-train-240p"
     held_out: tuple[str, ...] = HELD_OUT
+    validation: tuple[str, ...] = VALIDATION
+    phases: tuple[str, ...] = PHASES
+    init_from: str | None = None
+    init_fresh: tuple[str, ...] = ()
     seed: int = 0
     size: tuple[int, int] = (192, 320)
     window: int = 4
     batch_size: int = 2
     stop_and_go: float = 0.2
     synthetic_share_seg: float = 0.4
-    synthetic_share_flow: float = 0.6
+    flow_mix: dict = field(default_factory=lambda: {"warped": 0.45, "teacher": 0.4, "synthetic": 0.15})
+    flow_batch_size: int = 8
+    flow_size: tuple[int, int] = (192, 256)
+    flow_motion: tuple[float, float] = (4.0, 48.0)
+    flow_motion_ramp: int = 1500
+    teacher_cache: str = "runs/teacher_dis"
+    teacher_videos: tuple[str, ...] = ()
     bidirectional_share: float = 0.5
     lr_seg: float = 1e-3
     lr_flow: float = 5e-4
@@ -73,8 +94,15 @@ class TrainConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        if any(s % 64 for s in self.size):
-            raise SegFlowError(f"TrainConfig.size {self.size} must be multiples of 64")
+        if any(s % 64 for s in (*self.size, *self.flow_size)):
+            raise SegFlowError(f"TrainConfig.size {self.size} and flow_size {self.flow_size} must be multiples of 64")
+        if not self.phases or any(p not in PHASES for p in self.phases):
+            raise SegFlowError(f"TrainConfig.phases must name phases from {PHASES}, got {self.phases}")
+        unknown = sorted(set(self.flow_mix) - set(FLOW_SOURCES))
+        if unknown or not self.flow_mix or any(v < 0 for v in self.flow_mix.values()) or sum(self.flow_mix.values()) <= 0:
+            raise SegFlowError(
+                f"TrainConfig.flow_mix must give non-negative shares of {', '.join(FLOW_SOURCES)}, got {self.flow_mix}"
+            )
         if self.window < 2:
             raise SegFlowError(f"TrainConfig.window must be at least 2, got {self.window}")
         if self.rounds < 1:
@@ -98,6 +126,9 @@ def load_train_config(path, **overrides: Any) -> TrainConfig:
     unknown = sorted(set(values) - known)
     if unknown:
         raise SegFlowError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise SegFlowError(f"unknown setting(s) {', '.join(unknown)} given for {path}; known: {', '.join(sorted(known))}")
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in {**values, **overrides}.items()}
     try:
         config = TrainConfig(**values)
@@ -115,7 +146,7 @@ class Progress:
     """Where a run stands; saved with every resumable checkpoint."""
 
     round: int = 0
-    phase: str = PHASES[0]
+    phase: str = ""
     phase_step: int = 0
     global_step: int = 0
     best_error: float = math.inf
@@ -134,20 +165,28 @@ class OfflineTrainer:
         self.world = torch.distributed.get_world_size() if self.distributed else 1
         self.device = self._device()
         davis_root = Path(config.davis_root).resolve()
-        training = find_sequences(davis_root, exclude=tuple(config.held_out))
-        self.validation_sequences = find_sequences(davis_root, names=list(config.held_out))
+        overlap = sorted(set(config.validation) & set(config.held_out))
+        if overlap:
+            raise SegFlowError(f"sequences {', '.join(overlap)} are both held out and in the validation split")
+        training = find_sequences(davis_root, exclude=tuple(config.held_out) + tuple(config.validation))
+        self.validation_sequences = find_sequences(davis_root, names=list(config.validation))
         if not training:
             raise SegFlowError(f"{davis_root}: no training sequences left after holding out {config.held_out}")
         self.training_names = [s.name for s in training]
         self.sampler = WindowSampler(
             training, config.size, config.window, seed=config.seed * 1000 + self.rank, stop_and_go=config.stop_and_go
         )
+        self.flow_batches = self._flow_batches(training) if "flow" in config.phases else None
         torch.manual_seed(config.seed)
         self.net = SegFlowNet(preset_config(config.preset, **config.model_overrides)).to(self.device)
-        self.progress = Progress()
+        self.warm_started: list[str] = []
+        if config.init_from:
+            self.warm_started = warm_start(self.net, config.init_from, config.init_fresh)
+        self.progress = Progress(phase=config.phases[0])
         self.best_state: dict | None = None
         self.optimizer = self._optimizer(self.progress.phase)
         self.validation_clips = self._validation_clips()
+        self.validation_pairs = self._validation_pairs() if self.flow_batches is not None else []
         self.log_every = log_every
 
     # -- set-up -----------------------------------------------------------------------------------
@@ -176,12 +215,44 @@ class OfflineTrainer:
             objective = torch.nn.parallel.DistributedDataParallel(objective, device_ids=ids, find_unused_parameters=True)
         return objective
 
+    def _flow_batches(self, training: list[Sequence]) -> FlowBatches:
+        """The teacher-labelled real sources (built on first use, by rank 0) and the batch source over them."""
+        from napari_segflow.data.io import open_video
+
+        cache = TeacherCache(Path(self.config.teacher_cache).resolve())
+        sequences = {s.name: s.frames for s in training}
+        videos = {Path(v).stem: v for v in self.config.teacher_videos}
+        if self.rank == 0:  # generators: a video is opened only when it still needs labels
+            cache.build(((n, f) for n, f in sequences.items() if not cache.has(n)), report=print)
+            cache.build(((n, open_video(v)) for n, v in videos.items() if not cache.has(n)), report=print)
+        if self.distributed:
+            torch.distributed.barrier()
+        return FlowBatches(cache, [*sequences, *videos], self.config.flow_size,
+                           seed=self.config.seed * 1000 + 500 + self.rank)
+
     def _validation_clips(self):
         generator = SyntheticVideoGenerator(
-            SyntheticConfig(height=self.config.size[0], width=self.config.size[1], num_frames=2)
+            SyntheticConfig(height=self.config.flow_size[0], width=self.config.flow_size[1], num_frames=2)
         )
         # seeds far from the training stream's
         return [generator(10_000_000 + i) for i in range(self.config.validation_synthetic_clips)]
+
+    def _validation_pairs(self):
+        """Exact-flow pairs warped from the validation sequences' frames, at the curriculum's largest motion."""
+        generator = torch.Generator().manual_seed(10_000_000)
+        ranges = WarpRanges(max_motion=self.config.flow_motion[1])
+        height, width = self.config.flow_size
+        pairs = []
+        for index in range(self.config.validation_synthetic_clips):
+            sequence = self.validation_sequences[index % len(self.validation_sequences)]
+            frame = sequence.frame((index * 7) % len(sequence))
+            image = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).float() / 255
+            image = torch.nn.functional.interpolate(image[None], size=(height, width), mode="bilinear",
+                                                    align_corners=False)[0]
+            other = sequence.frame((index * 7 + 3) % len(sequence))
+            texture = torch.from_numpy(np.ascontiguousarray(other)).permute(2, 0, 1).float() / 255
+            pairs.append(make_warped_pair(image, [texture], generator, ranges))
+        return pairs
 
     # -- checkpoints ------------------------------------------------------------------------------
 
@@ -204,6 +275,11 @@ class OfflineTrainer:
                 "numpy": self.sampler.rng.bit_generator.state,
                 "sampler_torch": self.sampler.torch_generator.get_state(),
                 "python": random.getstate(),
+                **(
+                    {"flow_numpy": self.flow_batches.rng.bit_generator.state,
+                     "flow_torch": self.flow_batches.torch_generator.get_state()}
+                    if self.flow_batches is not None else {}
+                ),
             },
         }
         temporary = self.state_path.with_name(".state.pt.tmp")
@@ -225,6 +301,9 @@ class OfflineTrainer:
         self.sampler.rng.bit_generator.state = payload["rng"]["numpy"]
         self.sampler.torch_generator.set_state(payload["rng"]["sampler_torch"])
         random.setstate(payload["rng"]["python"])
+        if self.flow_batches is not None:
+            self.flow_batches.rng.bit_generator.state = payload["rng"]["flow_numpy"]
+            self.flow_batches.torch_generator.set_state(payload["rng"]["flow_torch"])
 
     # -- steps ------------------------------------------------------------------------------------
 
@@ -232,25 +311,34 @@ class OfflineTrainer:
         enabled = self.config.amp and self.device.type == "cuda"
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
+    def max_motion(self) -> float:
+        """The curriculum: the largest motion of the warped pairs grows linearly over ``flow_motion_ramp`` steps."""
+        start, end = self.config.flow_motion
+        share = min(1.0, self.progress.phase_step / max(1, self.config.flow_motion_ramp))
+        return start + (end - start) * share
+
     def _step(self, objective, phase: str) -> dict:
         cfg = self.config
-        rng = self.sampler.rng
-        synthetic_share = cfg.synthetic_share_seg if phase == "seg" else cfg.synthetic_share_flow
-        use_synthetic = rng.random() < synthetic_share
-        batch = collate([self.sampler.synthetic_window() if use_synthetic else self.sampler.real()
-                         for _ in range(cfg.batch_size)])
         if phase == "seg":
+            rng = self.sampler.rng
+            use_synthetic = rng.random() < cfg.synthetic_share_seg
+            batch = collate([self.sampler.synthetic_window() if use_synthetic else self.sampler.real()
+                             for _ in range(cfg.batch_size)])
             bidirectional = bool(rng.random() < cfg.bidirectional_share)
             with self._autocast():
                 loss, metrics = objective(batch.frames.to(self.device), batch.masks.to(self.device), bidirectional)
+            metrics["source"] = "synthetic" if use_synthetic else "davis"
         else:
-            # synthetic pairs carry exact flow (supervised); real ones train with the unsupervised losses
-            t = int(rng.integers(batch.frames.shape[1] - 1))
-            first, second = batch.frames[:, t].to(self.device), batch.frames[:, t + 1].to(self.device)
-            flow = batch.flows[:, t].to(self.device) if use_synthetic else None
+            kinds = list(cfg.flow_mix)
+            shares = np.array([cfg.flow_mix[k] for k in kinds], dtype=float)
+            kind = kinds[int(self.flow_batches.rng.choice(len(kinds), p=shares / shares.sum()))]
+            pair = self.flow_batches.draw(kind, cfg.flow_batch_size, self.max_motion())
+            flow = pair.flow.to(self.device) if pair.flow is not None else None
             with self._autocast():
-                loss, metrics = objective(first, second, flow)
-        metrics["source"] = "synthetic" if use_synthetic else "davis"
+                loss, metrics = objective(pair.first.to(self.device), pair.second.to(self.device), flow,
+                                          pair.valid.to(self.device))
+            metrics["source"] = kind
+            metrics["max_motion"] = round(self.max_motion(), 2)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
@@ -261,19 +349,27 @@ class OfflineTrainer:
 
     @torch.no_grad()
     def validate(self, phase: str) -> dict:
-        """Seg: 1 - J of the generic (not fine-tuned) model on the held-out real sequences' first frames.
-        Flow: mean EPE on held-out synthetic pairs."""
+        """Seg: 1 - J of the generic (not fine-tuned) model on the validation sequences' first frames.
+        Flow: mean EPE on synthetic pairs of seeds never trained on and on exact-flow pairs warped from the
+        validation sequences' frames."""
         self.net.eval()
         try:
             if phase == "flow":
-                errors = []
+                synthetic, warped = [], []
                 for clip in self.validation_clips:
                     first = torch.from_numpy(clip.frames[0]).permute(2, 0, 1)[None].to(self.device)
                     second = torch.from_numpy(clip.frames[1]).permute(2, 0, 1)[None].to(self.device)
                     truth = torch.from_numpy(clip.flows[0]).permute(2, 0, 1)[None].to(self.device)
                     estimate = self.net.estimate_flow(first, second)
-                    errors.append(float((estimate.flow - truth).norm(dim=1).mean()))
-                return {"val_epe": float(np.mean(errors)), "val_error": float(np.mean(errors))}
+                    synthetic.append(float((estimate.flow - truth).norm(dim=1).mean()))
+                for pair in self.validation_pairs:
+                    estimate = self.net.estimate_flow(pair.first.to(self.device), pair.second.to(self.device))
+                    error = (estimate.flow - pair.flow.to(self.device)).norm(dim=1, keepdim=True)
+                    valid = pair.valid.to(self.device)
+                    warped.append(float(error[valid].mean()))
+                epe = float(np.mean(synthetic + warped))
+                return {"val_epe": epe, "val_epe_synthetic": float(np.mean(synthetic)),
+                        "val_epe_warped": float(np.mean(warped)) if warped else float("nan"), "val_error": epe}
             scores = [self._sequence_iou(s) for s in self.validation_sequences]
             return {"val_iou": float(np.mean(scores)), "val_error": 1 - float(np.mean(scores))}
         finally:
@@ -294,9 +390,6 @@ class OfflineTrainer:
         return float(np.mean(np.where(union > 0, inter / np.maximum(union, 1), 1.0)))
 
     # -- the loop ---------------------------------------------------------------------------------
-
-    def total_steps(self) -> int:
-        return self.config.rounds * sum(self.config.phase_max_steps)
 
     def run(self, progress_bar: bool = True) -> Path:
         """Train to the end (or resume there); returns the final checkpoint's path."""
@@ -339,7 +432,7 @@ class OfflineTrainer:
                                               "global_step": self.progress.global_step,
                                               "time": round(self.progress.elapsed, 2), **validation}) + "\n")
                         log.flush()
-                    max_steps = cfg.phase_max_steps[PHASES.index(phase)]
+                    max_steps = self._phase_steps(phase)
                     done = self.progress.phase_step >= max_steps or (
                         self.progress.phase_step >= cfg.phase_min_steps and self.progress.stale >= cfg.patience
                     )
@@ -363,20 +456,27 @@ class OfflineTrainer:
             save_checkpoint(self.net, final, metadata=self.metadata())
         return final
 
+    def _phase_steps(self, phase: str) -> int:
+        return self.config.phase_max_steps[PHASES.index(phase)]
+
+    def total_steps(self) -> int:
+        return self.config.rounds * sum(self._phase_steps(p) for p in self.config.phases)
+
     def _nominal_done(self) -> int:
-        cfg = self.config
-        done = self.progress.round * sum(cfg.phase_max_steps)
-        if self.progress.phase == "seg":
-            done += cfg.phase_max_steps[0]
+        phases = self.config.phases
+        done = self.progress.round * sum(self._phase_steps(p) for p in phases)
+        done += sum(self._phase_steps(p) for p in phases[: phases.index(self.progress.phase)])
         return done + self.progress.phase_step
 
     def _end_phase(self) -> None:
         """Keep the phase's best weights, then switch branch (a round ends after its seg phase)."""
         if self.best_state is not None:
             self.net.load_state_dict(self.best_state)
-        if self.progress.phase == PHASES[-1]:
+        phases = self.config.phases
+        position = phases.index(self.progress.phase)
+        if position == len(phases) - 1:
             self.progress.round += 1
-        self.progress.phase = PHASES[(PHASES.index(self.progress.phase) + 1) % len(PHASES)]
+        self.progress.phase = phases[(position + 1) % len(phases)]
         self.progress.phase_step = 0
         self.progress.best_error = math.inf
         self.progress.stale = 0
@@ -389,6 +489,9 @@ class OfflineTrainer:
             "train_config": asdict(self.config),
             "training_sequences": self.training_names,
             "held_out_sequences": list(self.config.held_out),
+            "validation_sequences": list(self.config.validation),
+            "warm_started_from": self.config.init_from,
+            "warm_started_tensors": len(self.warm_started),
             "steps": self.progress.global_step,
             "wall_seconds": round(self.progress.elapsed, 1),
             "device": str(self.device),

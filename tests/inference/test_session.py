@@ -270,3 +270,53 @@ def test_new_settings_apply_to_later_work_and_survive_undo(tmp_path, video, sett
     session.undo()
     assert session.settings == wider and not session.annotations
     assert VideoSession.open(tmp_path / "s", video=frames, weights=base).settings == wider
+
+
+def test_flow_is_stored_at_the_working_size_and_read_at_the_frame_size(tmp_path, video, base):
+    frames, masks = video
+    settings = SessionSettings(long_side=64, finetune=FinetuneConfig(steps=1, time_budget=None), device="cpu")
+    session = VideoSession(frames, tmp_path / "s", weights=base, settings=settings)
+    session.add_annotation(0, _first_mask(masks))
+    results = [e for e in session.run() if isinstance(e, FrameResult)]
+    stored = np.load(tmp_path / "s" / "results" / "flow" / "00001.npy")
+    assert stored.shape == (48, 64, 2) and stored.dtype == np.float16  # 96x128 frames at long side 64
+    flow = session.flow(1)
+    assert flow.shape == (96, 128, 2)
+    np.testing.assert_allclose(flow, results[1].flow, atol=0.01, rtol=1e-3)  # stored as float16
+    # values are in frame pixels: a uniform stored motion reads back unchanged
+    np.save(tmp_path / "s" / "results" / "flow" / "00001.npy", np.full((48, 64, 2), 2.5, np.float16))
+    np.testing.assert_allclose(session.flow(1), 2.5)
+
+
+def test_a_full_disk_stops_the_run_with_a_clear_message_and_keeps_what_was_written(
+    tmp_path, video, settings, base, monkeypatch
+):
+    import errno
+
+    import napari_segflow.inference.session as session_module
+
+    frames, masks = video
+    session = VideoSession(frames, tmp_path / "s", weights=base, settings=settings)
+    session.add_annotation(0, _first_mask(masks))
+    original = session_module.write_npy
+    calls = {"n": 0}
+
+    def filling_up(array, path):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        original(array, path)
+
+    monkeypatch.setattr(session_module, "write_npy", filling_up)
+    written = []
+    with pytest.raises(SegFlowError, match="the disk is full; frame 2 could not be written. The 2 frames"):
+        for event in session.run():
+            if isinstance(event, FrameResult):
+                written.append(event.index)
+    assert written == [0, 1]
+    assert session.result_frames == [0, 1]
+    assert sorted(p.name for p in (tmp_path / "s" / "results" / "labels").iterdir()) == ["00000.png", "00001.png"]
+    assert not list((tmp_path / "s" / "results").rglob("*.tmp*"))
+    monkeypatch.setattr(session_module, "write_npy", original)
+    reopened = VideoSession.open(tmp_path / "s", video=frames, weights=base)
+    assert reopened.result_frames == [0, 1]

@@ -21,7 +21,7 @@ def test_paper_preset_has_resnet101_depth_and_full_flownets_channels():
     net = SegFlowNet(config)
     blocks = [m for m in net.appearance_encoder.modules() if isinstance(m, Bottleneck)]
     assert len(blocks) == 33  # 33 bottlenecks x 3 convs + stem + fc = 101 layers in ResNet-101
-    encoder = net.flow_encoder
+    encoder = net.flow_branch.encoder
     assert [encoder.conv1[0].in_channels, encoder.conv1[0].out_channels, encoder.conv1[0].kernel_size] == [6, 64, (7, 7)]
     assert encoder.conv6_1[0].out_channels == 1024
     assert net.memory.candidate_conv.kernel_size == (7, 7) and net.memory.hidden_channels == 64
@@ -33,7 +33,10 @@ def test_step_shapes_and_flow_scales(tiny_config):
     output = net.step(images, images.flip(-1), return_gates=True)
     assert output.logits.shape == (2, 2, 128, 192)
     assert output.flow.flow.shape == (2, 2, 128, 192)
-    assert [tuple(f.shape[-2:]) for f in output.flow.flows] == [(128 // s, 192 // s) for s in (4, 8, 16, 32, 64)]
+    # the small preset's cost-volume branch: the full-resolution flow, then its levels at strides 4 to 32
+    assert [tuple(f.shape[-2:]) for f in output.flow.flows] == [(128 // s, 192 // s) for s in (1, 4, 8, 16, 32)]
+    assert [c.stride for c in output.flow.matching] == [32, 16, 8, 4]
+    assert [tuple(d.shape[-2:]) for d in output.flow.decoder] == [(128 // s, 192 // s) for s in (4, 8, 16)]
     assert output.hidden.shape == (2, tiny_config.memory_channels, 16, 24)
     assert 0 <= output.gates.reset.min() and output.gates.update.max() <= 1
 
@@ -45,9 +48,9 @@ def test_bridges_carry_gradients_both_ways(tiny_config):
     output = net.step(images, images.roll(3, -1))
     seg_loss, _ = balanced_cross_entropy(output.logits, (images[:, 0] > 0.5).long())
     seg_loss.backward(retain_graph=True)
-    assert net.flow_decoder.level3.deconv[0].weight.grad.abs().sum() > 0
+    assert net.flow_branch.levels["8"].estimator[0][0].weight.grad.abs().sum() > 0
     net.zero_grad()
-    flow_loss, _ = multiscale_epe(output.flow.flows, torch.ones(1, 2, 64, 128))
+    flow_loss, _ = multiscale_epe(output.flow.flows, torch.ones(1, 2, 64, 128), weights=output.flow.loss_weights)
     flow_loss.backward()
     assert net.appearance_encoder.stages[2][0].body[0][0].weight.grad.abs().sum() > 0
     # the classifier is not on the flow path
@@ -62,7 +65,7 @@ def test_bridges_can_be_switched_off(tiny_config):
     output = net.step(images, images)
     seg_loss, _ = balanced_cross_entropy(output.logits, (images[:, 0] > 0.5).long())
     seg_loss.backward()
-    assert all(p.grad is None for p in net.flow_decoder.parameters())
+    assert all(p.grad is None for p in net.flow_branch.parameters())
 
 
 def test_memory_is_one_way_or_two_way(tiny_config):
@@ -145,7 +148,10 @@ def test_tiny_model_overfits_one_synthetic_clip(tiny_config, synthetic_generator
     def loss_value():
         output = net.segment_clip(frames)
         seg = sum(balanced_cross_entropy(output.logits[:, t], masks[:, t])[0] for t in range(3))
-        flow = sum(multiscale_epe(output.flows[t].flows, flows[:, t])[0] for t in range(2))
+        flow = sum(
+            multiscale_epe(output.flows[t].flows, flows[:, t], weights=output.flows[t].loss_weights)[0]
+            for t in range(2)
+        )
         return seg + flow
 
     first = loss_value().item()

@@ -17,7 +17,11 @@ def tiny_train_config(davis_folder, tmp_path):
         output=str(tmp_path / "run"),
         model_overrides=dict(TINY_OVERRIDES),
         davis_root=str(davis_folder),
-        held_out=("val",),
+        held_out=(),
+        validation=("val",),
+        teacher_cache=str(tmp_path / "teacher"),
+        flow_size=(64, 128),
+        flow_batch_size=2,
         size=(64, 128),
         window=3,
         batch_size=1,
@@ -35,13 +39,15 @@ def tiny_train_config(davis_folder, tmp_path):
 def test_a_round_trains_both_branches_logs_and_writes_a_checkpoint(tiny_train_config):
     trainer = OfflineTrainer(tiny_train_config)
     assert trainer.training_names == ["alpha", "beta"]
-    flow_before = trainer.net.flow_encoder.conv1[0].weight.detach().clone()
+    flow_before = trainer.net.flow_branch.pyramid.levels[0][0][0].weight.detach().clone()
     seg_before = trainer.net.appearance_encoder.stem[0][0].weight.detach().clone()
     final = trainer.run(progress_bar=False)
     net, metadata = load_checkpoint(final)
-    assert not torch.equal(net.flow_encoder.conv1[0].weight, flow_before)
+    assert not torch.equal(net.flow_branch.pyramid.levels[0][0][0].weight, flow_before)
     assert not torch.equal(net.appearance_encoder.stem[0][0].weight, seg_before)
-    assert metadata["held_out_sequences"] == ["val"] and metadata["steps"] == 8
+    assert metadata["validation_sequences"] == ["val"] and metadata["steps"] == 8
+    # the flow phase's real pairs came from the teacher cache, labelled once
+    assert sorted(p.name for p in (trainer.output.parent / "teacher").iterdir()) == ["alpha", "beta"]
     records = [json.loads(line) for line in open(trainer.output / "metrics.jsonl")]
     phases = [r["phase"] for r in records if r["kind"] == "train"]
     assert phases == ["flow"] * 4 + ["seg"] * 4
@@ -91,11 +97,20 @@ def test_config_errors_name_the_file(tmp_path):
         load_train_config(tmp_path / "absent.yaml")
 
 
-def test_shipped_config_loads():
+def test_shipped_stage_configs_load_and_chain():
+    """The recorded stages of the shipped checkpoint warm-start each from the previous one's output; the measured
+    refinement stage that the chain skips starts from stage 1 too."""
     from pathlib import Path
 
-    config = load_train_config(Path(__file__).resolve().parents[2] / "configs" / "offline_small.yaml")
-    assert config.preset == "small" and config.rounds == 3
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    stages = [load_train_config(configs / f"{name}.yaml") for name in ("small_1_flow", "small_2_seg")]
+    assert [s.phases for s in stages] == [("flow",), ("seg",)]
+    assert stages[0].init_from is None and stages[1].init_from == f"{stages[0].output}/final.pt"
+    refinement = load_train_config(configs / "small_flow_unsupervised.yaml")
+    assert refinement.init_from == f"{stages[0].output}/final.pt" and refinement.flow_mix["unsupervised"] > 0
+    assert all(s.preset == "small" and not set(s.validation) & set(s.held_out) for s in [*stages, refinement])
+    script = (configs.parent / "tools" / "train_small.sh").read_text()
+    assert "for stage in small_1_flow small_2_seg; do" in script
 
 
 def test_frames_and_masks_that_do_not_match_are_refused(davis_folder, tmp_path):
@@ -136,3 +151,18 @@ def test_torchrun_with_two_processes(tiny_train_config, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     net, metadata = load_checkpoint(tmp_path / "ddp" / "final.pt")
     assert metadata["world_size"] == 2 and metadata["steps"] == 8
+
+
+def test_settings_given_on_the_command_line_replace_the_file(tmp_path):
+    from pathlib import Path
+
+    from napari_segflow.cli.train import parse_settings
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "small_1_flow.yaml"
+    overrides = parse_settings(["flow_batch_size=32", "phase_max_steps=[800, 0]", "amp=true"])
+    config = load_train_config(path, **overrides)
+    assert config.flow_batch_size == 32 and config.phase_max_steps == (800, 0) and config.amp is True
+    with pytest.raises(SegFlowError, match="unknown setting.*flow_batch given for"):
+        load_train_config(path, **parse_settings(["flow_batch=4"]))
+    with pytest.raises(SegFlowError, match="expected KEY=VALUE"):
+        parse_settings(["flow_batch_size"])
