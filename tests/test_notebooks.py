@@ -22,17 +22,30 @@ def test_committed_without_outputs(path):
             assert cell.outputs == [] and cell.execution_count is None, f"{path.name}: strip the outputs"
 
 
+def _execute(path):
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(path, as_version=4)
+    # every cell takes seconds in the small setting; a cell still running after 5 minutes is a hang
+    client = NotebookClient(notebook, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    client.execute()  # raises CellExecutionError, naming the cell, on any error
+    return notebook
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_runs_top_to_bottom_in_the_small_setting(path, monkeypatch):
-    from nbclient import NotebookClient
+    from nbclient.exceptions import CellTimeoutError
 
     monkeypatch.setenv("SEGFLOW_NOTEBOOK_SMALL", "1")
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     monkeypatch.delenv("DISPLAY", raising=False)
-    notebook = nbformat.read(path, as_version=4)
-    client = NotebookClient(notebook, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
-    client.execute()  # raises CellExecutionError, naming the cell, on any error
+    try:
+        notebook = _execute(path)
+    except CellTimeoutError:
+        # once, in a fresh-clone CI run, the kernel and the client both sat idle mid-notebook (a message lost
+        # between them; the same notebook ran in 11 s before and after): a hang gets one more try, an error none
+        notebook = _execute(path)
     errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert errors == []
     assert os.environ["SEGFLOW_NOTEBOOK_SMALL"] == "1"
