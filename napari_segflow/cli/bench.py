@@ -11,9 +11,8 @@ from napari_segflow.cli.video import session_settings
 def run_bench(args: argparse.Namespace) -> int:
     import torch
 
-    from napari_segflow.evaluation.benchmark import benchmark_model, benchmark_synthetic, model_report
-
     from napari_segflow.data.resolution import DEFAULT_LONG_SIDE
+    from napari_segflow.evaluation.benchmark import benchmark_model, benchmark_synthetic, model_report
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -46,6 +46,16 @@ def endpoint_error(flow: torch.Tensor, target: torch.Tensor, valid: torch.Tensor
     return (error * valid).sum() / valid.sum().clamp_min(1.0)
 
 
+def pool_valid(
+    flow: torch.Tensor, valid: torch.Tensor | None, size: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A (B, 2, H, W) target flow average-pooled to ``size`` over its valid pixels only: (pooled (B, 2, h, w),
+    cover (B, 1, h, w), the share of each cell's pixels that are valid). ``valid``: (B, 1, H, W) bool or None."""
+    mask = torch.ones_like(flow[:, :1]) if valid is None else valid.to(flow.dtype)
+    cover = F.adaptive_avg_pool2d(mask, size)
+    return F.adaptive_avg_pool2d(flow * mask, size) / cover.clamp_min(1e-6), cover
+
+
 def multiscale_epe(
     flows: tuple[torch.Tensor, ...],
     target: torch.Tensor,
@@ -57,8 +67,8 @@ def multiscale_epe(
 
     flows: a flow branch's predictions, finest first (FlowNetS: flow2, ..., flow6), in pixels / div_flow;
     weights: one per scale (default: FlowNetS's; each branch states its own in ``FlowEstimate.loss_weights``);
-    target: (B, 2, H, W) in pixels. The target is divided by div_flow and average-pooled to each scale. The published weights were set for errors summed
-    over pixels; dividing every scale's sum by the finest scale's pixel count keeps their balance and makes
+    target: (B, 2, H, W) in pixels. The target is divided by div_flow and average-pooled to each scale. The
+    published weights were set for errors summed over pixels; dividing every scale's sum by the finest scale's pixel count keeps their balance and makes
     the value independent of the image size, and the result is rescaled (times div_flow / weights[0]) so
     that it reads in pixels: a flow2 that is off by 1 px everywhere, the other scales exact, gives 1.
 
@@ -69,15 +79,12 @@ def multiscale_epe(
     if len(flows) != len(weights):
         raise ValueError(f"{len(flows)} flow scales but {len(weights)} weights")
     scaled_target = target / div_flow
-    mask = torch.ones_like(target[:, :1]) if valid is None else valid.to(target.dtype)
-    share_valid = mask.mean().clamp_min(1e-6)
+    share_valid = (valid.to(target.dtype).mean() if valid is not None else target.new_ones(())).clamp_min(1e-6)
     finest = flows[0].shape[-2] * flows[0].shape[-1]
     total = flows[0].new_zeros(())
     metrics: Metrics = {}
     for index, (flow, weight) in enumerate(zip(flows, weights)):
-        size = tuple(flow.shape[-2:])
-        cover = F.adaptive_avg_pool2d(mask, size)
-        pooled = F.adaptive_avg_pool2d(scaled_target * mask, size) / cover.clamp_min(1e-6)
+        pooled, cover = pool_valid(scaled_target, valid, tuple(flow.shape[-2:]))
         error_sum = ((flow - pooled).norm(dim=1, keepdim=True) * cover).sum() / flow.shape[0] / share_valid
         total = total + weight * error_sum / finest
         metrics[f"epe{index + 2}"] = float(error_sum.detach() / (flow.shape[-2] * flow.shape[-1]) * div_flow)

@@ -23,7 +23,7 @@ from napari_segflow.training.teacher import TeacherCache
 FLOW_SOURCES = ("warped", "teacher", "synthetic", "unsupervised")
 
 
-def _to_tensor(image: np.ndarray) -> torch.Tensor:
+def frame_to_tensor(image: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 (possibly a read-only memory map) -> (3, H, W) float in [0, 1], a copy."""
     return torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1) / 255.0
 
@@ -85,15 +85,15 @@ class FlowBatches:
         return [t[..., top : top + self.size[0], left : left + self.size[1]] for t in tensors]
 
     def _warped(self, max_motion: float) -> FlowPair:
-        image = self._crop(_covering([_to_tensor(self._random_frame())], self.size, None))[0]
-        textures = [_to_tensor(self._random_frame()) for _ in range(2)]
+        image = self._crop(_covering([frame_to_tensor(self._random_frame())], self.size, None))[0]
+        textures = [frame_to_tensor(self._random_frame()) for _ in range(2)]
         ranges = WarpRanges(**{**self.ranges.__dict__, "max_motion": max_motion})
         return make_warped_pair(image, textures, self.torch_generator, ranges)
 
     def _real_pair(self, with_labels: bool) -> FlowPair:
         name = self.names[int(self.rng.integers(len(self.names)))]
         first, second, flow, valid = self.cache.pair(name, int(self.rng.integers(self.cache.pair_count(name))))
-        tensors = [_to_tensor(first), _to_tensor(second), torch.from_numpy(np.array(flow)).permute(2, 0, 1),
+        tensors = [frame_to_tensor(first), frame_to_tensor(second), torch.from_numpy(np.array(flow)).permute(2, 0, 1),
                    torch.from_numpy(np.array(valid))[None]]
         first_t, second_t, flow_t, valid_t = self._crop(_covering(tensors, self.size, flow_index=2))
         if self.rng.random() < 0.5:  # mirror: x motion changes sign

@@ -11,6 +11,7 @@ from napari_segflow.model.losses import (
     forward_backward_loss,
     multiscale_epe,
     photometric_loss,
+    pool_valid,
     smoothness_loss,
     temporal_consistency_loss,
 )
@@ -50,14 +51,9 @@ def train_only(net: SegFlowNet, branch: str) -> list[nn.Parameter]:
 def matching_losses(costs, flow: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
     """Sum over levels of the matching loss: each cost volume against the displacement that remains between the
     flow its level started from and the true flow (both pooled to the level's grid)."""
-    import torch.nn.functional as F
-
-    mask = torch.ones_like(flow[:, :1]) if valid is None else valid.to(flow.dtype)
     total = flow.new_zeros(())
     for cost in costs:
-        size = tuple(cost.logits.shape[-2:])
-        cover = F.adaptive_avg_pool2d(mask, size)
-        target = F.adaptive_avg_pool2d(flow * mask, size) / cover.clamp_min(1e-6)
+        target, cover = pool_valid(flow, valid, tuple(cost.logits.shape[-2:]))
         offset = (target - cost.base_flow.float()) / cost.stride
         total = total + matching_loss(cost.logits.float(), offset, cost.radius, cover > 0.5)
     return total

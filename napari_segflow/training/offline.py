@@ -41,7 +41,7 @@ from napari_segflow.device import choose_device
 from napari_segflow.errors import SegFlowError
 from napari_segflow.model.segflow import SegFlowNet
 from napari_segflow.training.davis import HELD_OUT, VALIDATION, Sequence, find_sequences
-from napari_segflow.training.flow_batches import FLOW_SOURCES, FlowBatches
+from napari_segflow.training.flow_batches import FLOW_SOURCES, FlowBatches, frame_to_tensor
 from napari_segflow.training.objectives import FlowObjective, SegmentationObjective, train_only
 from napari_segflow.training.teacher import TeacherCache
 from napari_segflow.training.warm_start import warm_start
@@ -245,12 +245,10 @@ class OfflineTrainer:
         pairs = []
         for index in range(self.config.validation_synthetic_clips):
             sequence = self.validation_sequences[index % len(self.validation_sequences)]
-            frame = sequence.frame((index * 7) % len(sequence))
-            image = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).float() / 255
+            image = frame_to_tensor(sequence.frame((index * 7) % len(sequence)))
             image = torch.nn.functional.interpolate(image[None], size=(height, width), mode="bilinear",
                                                     align_corners=False)[0]
-            other = sequence.frame((index * 7 + 3) % len(sequence))
-            texture = torch.from_numpy(np.ascontiguousarray(other)).permute(2, 0, 1).float() / 255
+            texture = frame_to_tensor(sequence.frame((index * 7 + 3) % len(sequence)))
             pairs.append(make_warped_pair(image, [texture], generator, ranges))
         return pairs
 
