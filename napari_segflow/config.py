@@ -19,6 +19,8 @@ class ModelConfig:
     and summed (and at 4 when ``fine_scores``). ``flow_branch`` picks the flow side: ``flownets`` (the paper's
     FlowNetS, encoder down to stride 64; ``flow_encoder_channels``/``flow_decoder_channels``) or ``pwc`` (a
     cost-volume, coarse-to-fine branch, model/pwc.py; ``pwc_*`` settings). Each design ignores the other's settings.
+    ``mask_prior``: the previous frame's mask, carried by the flow, is an input of the segmentation side
+    (model/prior.py); without it the network is the paper's.
     """
 
     preset: str
@@ -42,6 +44,7 @@ class ModelConfig:
     pwc_estimator_channels: tuple[int, int, int] = (48, 32, 24)
     pwc_coarse_radius: int = 4
     pwc_radius: int = 3
+    mask_prior: bool = False
 
     def __post_init__(self) -> None:
         if self.num_classes < 2:
@@ -50,6 +53,8 @@ class ModelConfig:
             raise SegFlowError(f"ModelConfig.seg_block must be 'basic' or 'bottleneck', got {self.seg_block!r}")
         if self.flow_branch not in ("flownets", "pwc"):
             raise SegFlowError(f"ModelConfig.flow_branch must be 'flownets' or 'pwc', got {self.flow_branch!r}")
+        if self.mask_prior and not self.fine_scores:
+            raise SegFlowError("ModelConfig.mask_prior needs fine_scores: the prior corrects the stride-4 scores")
         if self.memory_kernel % 2 != 1:
             raise SegFlowError(f"ModelConfig.memory_kernel must be odd, got {self.memory_kernel}")
 
@@ -62,6 +67,7 @@ class ModelConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise SegFlowError(f"{source}: unknown model setting(s) {', '.join(unknown)}")
+        values = {**LATER_SETTINGS, **values}
         missing = sorted(known - set(values))
         if missing and set(missing) <= COST_VOLUME_SETTINGS and "flow_branch" in missing:
             raise SegFlowError(
@@ -76,6 +82,9 @@ class ModelConfig:
         return cls(**as_tuples)
 
 
+#: Settings added after checkpoints were shipped, with the value that reproduces those checkpoints.
+LATER_SETTINGS = {"mask_prior": False}
+
 #: Settings the cost-volume flow branch added; a checkpoint without any of them predates it.
 COST_VOLUME_SETTINGS = frozenset(
     {"flow_branch", "pwc_pyramid_channels", "pwc_estimator_channels", "pwc_coarse_radius", "pwc_radius"}
@@ -83,7 +92,7 @@ COST_VOLUME_SETTINGS = frozenset(
 
 PRESETS: dict[str, ModelConfig] = {
     # Sized for two CPU cores: under 8 M parameters, a 448x256 frame pair well under 100 ms.
-    "small": ModelConfig(preset="small", fine_scores=True, flow_branch="pwc"),
+    "small": ModelConfig(preset="small", fine_scores=True, flow_branch="pwc", mask_prior=True),
     # SegFlow as published: ResNet-101 segmentation branch, full FlowNetS, 7x7 ConvGRU with 64 channels.
     "paper": ModelConfig(
         preset="paper",

@@ -33,6 +33,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_segflow._qt.timeline import AttentionTimeline
 from napari_segflow.annotate.annotator import OUTPUT, Annotator
 from napari_segflow.annotate.progress import FINETUNE
 from napari_segflow.device import DEVICE_CHOICES
@@ -75,6 +76,10 @@ class SegFlowWidget(QWidget):
                                   toolTip="The network works at this long side; smaller is faster and uses less memory")
         self.two_way = QCheckBox("Two-way memory", toolTip="A second, backward sweep of the ConvGRU memory")
         self.follow = QCheckBox("Show the frame being written", checked=True)
+        self.confidence = QCheckBox("Confidence layer", toolTip="How sure the network is of each pixel (dark: unsure)")
+        self.arrows = QCheckBox("Flow arrows layer", toolTip="The flow of the frame on screen as arrows on a grid")
+        for box in (self.confidence, self.arrows):
+            box.toggled.connect(self._show_overlays)
         self._show_settings()
 
         self.buttons: dict[str, QPushButton] = {}
@@ -96,6 +101,12 @@ class SegFlowWidget(QWidget):
         self.user_frames = QListWidget(toolTip="Frames you painted: never overwritten. Click one to go there.")
         self.user_frames.setMaximumHeight(110)
         self.user_frames.itemClicked.connect(self._go_to_frame)
+        self.timeline = AttentionTimeline()
+        self.timeline.frame_clicked.connect(lambda frame: self.viewer.dims.set_current_step(0, frame))
+        self.worth_a_look = QListWidget(toolTip="The frames whose masks most deserve a look: the mask jumped from "
+                                                "where the flow carried it, or is unsure. Click one to go there.")
+        self.worth_a_look.setMaximumHeight(110)
+        self.worth_a_look.itemClicked.connect(self._go_to_frame)
 
         self._lay_out()
         self.video_box.currentIndexChanged.connect(self._video_chosen)
@@ -103,6 +114,7 @@ class SegFlowWidget(QWidget):
         self.new_annotation.clicked.connect(self._new_annotation)
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             event.connect(self._refresh_layers)
+        self.viewer.dims.events.current_step.connect(self._show_current_frame)
         self._bind_keys()
         self._refresh_layers()
         self._set_running(False)
@@ -123,6 +135,8 @@ class SegFlowWidget(QWidget):
         form.addRow("Working size", self.long_side)
         form.addRow(self.two_way)
         form.addRow(self.follow)
+        form.addRow(self.confidence)
+        form.addRow(self.arrows)
         grid = QGridLayout()
         grid.addWidget(self.buttons["run"], 0, 0, 1, 3)
         grid.addWidget(self.buttons["finetune"], 1, 0, 1, 3)
@@ -142,6 +156,9 @@ class SegFlowWidget(QWidget):
         outer.addWidget(self.status)
         outer.addWidget(QLabel("Your frames:"))
         outer.addWidget(self.user_frames)
+        outer.addWidget(QLabel("Where to look (attention per frame):"))
+        outer.addWidget(self.timeline)
+        outer.addWidget(self.worth_a_look)
         outer.addLayout(sessions)
         outer.addStretch(1)
 
@@ -255,6 +272,24 @@ class SegFlowWidget(QWidget):
     def _go_to_frame(self, item: QListWidgetItem) -> None:
         self.viewer.dims.set_current_step(0, item.data(Qt.UserRole))
 
+    def _show_current_frame(self, *_) -> None:
+        frame = int(self.viewer.dims.current_step[0])
+        self.timeline.set_current(frame)
+        self.annotator.show_frame(frame)
+
+    def _show_overlays(self, *_) -> None:
+        self.annotator.set_overlays(self.confidence.isChecked(), self.arrows.isChecked())
+
+    def _show_attention(self) -> None:
+        """The timeline and the frames worth a look, from the annotator's scores."""
+        session = self.annotator.session
+        self.timeline.set_scores(len(session) if session is not None else 0, self.annotator.attention)
+        self.worth_a_look.clear()
+        for t in self.annotator.worth_a_look():
+            item = QListWidgetItem(f"frame {t} · attention {self.annotator.attention[t]:.2f}")
+            item.setData(Qt.UserRole, t)
+            self.worth_a_look.addItem(item)
+
     # -- work ----------------------------------------------------------------------------------------
 
     def start(self, action: str) -> None:
@@ -296,6 +331,8 @@ class SegFlowWidget(QWidget):
             self.bar.setValue(update.done)
             self.status.setText(update.text)
         self.annotator.show(update)
+        if update.result is not None:
+            self.timeline.set_scores(len(self.annotator.session), self.annotator.attention)
         if update.result is not None and self.follow.isChecked():
             self._follow(update)
         if running and self.worker is not None:
@@ -340,6 +377,7 @@ class SegFlowWidget(QWidget):
                     FINETUNE: "Fine-tuned. Propagate to fill the masks."}
             self.status.setText(done.get(phase, f"Done. {self.status.text()}"))
         self._show_user_frames()
+        self._show_attention()
 
     def undo(self) -> None:
         if self.worker is not None:
@@ -391,6 +429,7 @@ class SegFlowWidget(QWidget):
         self._select(self.video_box, self.annotator.video_layer)
         self._fill_annotations_selecting(self.annotator.annotation_layer)
         self._set_running(False)
+        self._show_attention()
 
     # -- keys ----------------------------------------------------------------------------------------
 

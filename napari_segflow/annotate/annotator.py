@@ -1,5 +1,6 @@
 """Annotator: one viewer's annotation work — the video layer, the user's annotation layer, the
-VideoSession behind them and the two output layers, "segflow masks" and "segflow flow".
+VideoSession behind them and the output layers, "segflow masks" and "segflow flow", and when asked for,
+"segflow confidence" and "segflow flow arrows" (the frame on screen's flow as arrows).
 
 Methods named for the GUI thread read and write layers; a ``Job`` runs on a worker thread and touches only
 the session. The user's layers are never written: the annotation layer is read, the output layers are the
@@ -18,6 +19,7 @@ from napari.layers import Image, Labels
 
 from napari_segflow._reader import FRAME_NAMES, VIDEO_SOURCE, video_layer_data
 from napari_segflow.annotate.flow_colours import FlowColours
+from napari_segflow.annotate.overlays import ConfidenceFrames, flow_arrows
 from napari_segflow.annotate.painted import PaintedFrames
 from napari_segflow.annotate.progress import Meter, Update
 from napari_segflow.data.io import ArrayFrames, VideoFrames
@@ -27,6 +29,7 @@ from napari_segflow.inference.session import SessionSettings, VideoSession
 #: Layer metadata key marking the plugin's own output layers (and which output each is).
 OUTPUT = "segflow_output"
 MASKS, FLOW = "segflow masks", "segflow flow"
+CONFIDENCE, ARROWS = "segflow confidence", "segflow flow arrows"
 ACTIONS = ("run", "finetune", "forward", "backward", "both")
 
 
@@ -87,10 +90,16 @@ class Annotator:
         self.annotation_layer: Labels | None = None
         self.masks_layer: Labels | None = None
         self.flow_layer: Image | None = None
+        self.confidence_layer: Image | None = None
+        self.arrows_layer = None
+        self.show_confidence = False
+        self.show_arrows = False
         self.on_painted: Callable[[], None] | None = None
         self._annotation_paint: PaintedFrames | None = None
         self._masks_paint: PaintedFrames | None = None
         self._unread_annotation_frames: set[int] = set()
+        #: each frame's attention score from the latest run over it (inference/attention.py)
+        self.attention: dict[int, float] = {}
 
     # -- layers --------------------------------------------------------------------------------------
 
@@ -188,6 +197,41 @@ class Annotator:
             )
             # the flow sits under the masks so that both can be seen at once
             self.viewer.layers.move(self.viewer.layers.index(self.flow_layer), self.viewer.layers.index(self.masks_layer))
+        self._ensure_overlays()
+
+    def set_overlays(self, confidence: bool, arrows: bool) -> None:
+        """Show or hide the optional layers: "segflow confidence" and "segflow flow arrows" (made once a
+        session exists; removed when turned off)."""
+        self.show_confidence, self.show_arrows = confidence, arrows
+        self._ensure_overlays()
+
+    def _ensure_overlays(self) -> None:
+        layers = self.viewer.layers
+        if not self.show_confidence and self.confidence_layer is not None:
+            if self.confidence_layer in layers:
+                layers.remove(self.confidence_layer)
+            self.confidence_layer = None
+        if not self.show_arrows and self.arrows_layer is not None:
+            if self.arrows_layer in layers:
+                layers.remove(self.arrows_layer)
+            self.arrows_layer = None
+        if self.session is None:
+            return
+        if self.show_confidence and (self.confidence_layer is None or self.confidence_layer not in layers):
+            self.confidence_layer = self.viewer.add_image(
+                ConfidenceFrames(self.session), name=CONFIDENCE, colormap="magma", contrast_limits=(0, 1),
+                opacity=0.6, metadata={OUTPUT: "confidence"},
+            )
+        if self.show_arrows and (self.arrows_layer is None or self.arrows_layer not in layers):
+            self.arrows_layer = self.viewer.add_vectors(
+                flow_arrows(self.session.flow(self.current_frame())), name=ARROWS, edge_color="yellow",
+                edge_width=1.5, length=1.0, metadata={OUTPUT: "arrows"},
+            )
+
+    def show_frame(self, index: int) -> None:
+        """The frame on screen changed: the arrows follow it (the lazy layers read it themselves)."""
+        if self.arrows_layer is not None and self.session is not None:
+            self.arrows_layer.data = flow_arrows(self.session.flow(index))
 
     # -- the user's frames ---------------------------------------------------------------------------
 
@@ -276,13 +320,23 @@ class Annotator:
         if result is None or self.masks_layer is None:
             return
         index = result.index
+        self.attention[index] = result.attention
         painted = self._masks_paint.frames if self._masks_paint is not None else set()
         if index not in painted:
             self.masks_layer.data[index] = result.labels
             if index == self.current_frame():
                 self.masks_layer.refresh()
-        if self.flow_layer is not None and self.flow_layer.visible and index == self.current_frame():
-            self.flow_layer.refresh()
+        if index == self.current_frame():
+            for layer in (self.flow_layer, self.confidence_layer):
+                if layer is not None and layer.visible:
+                    layer.refresh()
+            self.show_frame(index)
+
+    def worth_a_look(self, count: int = 5) -> list[int]:
+        """The frames with the highest attention scores, highest first; the user's own frames are left out."""
+        own = set(self.user_frames())
+        ranked = sorted((t for t in self.attention if t not in own), key=self.attention.get, reverse=True)
+        return ranked[:count]
 
     def undo(self) -> list[int]:
         """Take back the session's newest change; the frames whose masks came back. An error when there
@@ -329,7 +383,7 @@ class Annotator:
             self.video_layer = self.viewer.add_image(data, **meta)
         self.session = session
         self.settings = session.settings
-        self.masks_layer = self.flow_layer = None
+        self.masks_layer = self.flow_layer = self.confidence_layer = self.arrows_layer = None
         annotations = np.zeros(session.frames.shape[:3], np.uint8)
         for t, labels in session.annotations.items():
             annotations[t] = labels
@@ -338,6 +392,7 @@ class Annotator:
         self._ensure_outputs()
 
     def close_session(self) -> None:
+        self.attention = {}
         if self._masks_paint is not None:
             self._masks_paint.disconnect()
             self._masks_paint = None

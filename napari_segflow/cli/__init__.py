@@ -80,10 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(run=run_train)
 
-    propagate = commands.add_parser("propagate", help="fine-tune on one annotated frame, propagate both ways")
+    propagate = commands.add_parser(
+        "propagate", help="fine-tune on the annotated frames, propagate from each to its neighbours both ways"
+    )
     propagate.add_argument("video", help="a video file, a folder of frames, a TIFF stack or a .npy array")
-    propagate.add_argument("--mask", required=True, help="label image of the annotated frame (ids are objects)")
-    propagate.add_argument("--frame", type=int, default=0, help="which frame the mask belongs to (default: 0)")
+    propagate.add_argument("--mask", required=True, action="append",
+                           help="label image of an annotated frame (ids are objects); repeatable, each followed by "
+                                "its --frame")
+    propagate.add_argument("--frame", type=int, action="append",
+                           help="the frame the --mask before it belongs to (default for a single mask: 0)")
     propagate.add_argument("--out", required=True, help="folder for one indexed PNG per frame")
     propagate.add_argument("--flow-out", help="folder for one .flo file per frame (flow to the next frame)")
     propagate.add_argument("--session", help="keep the session (annotations, results, weights) in this folder")

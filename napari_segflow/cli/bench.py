@@ -71,7 +71,9 @@ def _bench_finetune(args: argparse.Namespace) -> int:
     import torch
 
     from napari_segflow.data.io import open_video, read_annotation
+    from napari_segflow.checkpoint import load_checkpoint
     from napari_segflow.evaluation.benchmark import benchmark_finetune
+    from napari_segflow.evaluation.finetune_profile import profile_finetune, profile_table
 
     video = open_video(args.video)
     frames = video[: min(len(video), 8)]
@@ -83,10 +85,13 @@ def _bench_finetune(args: argparse.Namespace) -> int:
         frames = F.interpolate(tensor, size=(height, width), mode="bilinear").round().byte().permute(0, 2, 3, 1).numpy()
         mask = F.interpolate(torch.from_numpy(mask)[None, None].float(), size=(height, width), mode="nearest")[0, 0]
         mask = mask.byte().numpy()
-    timing = benchmark_finetune(args.weights, np.ascontiguousarray(frames), mask)
+    frames = np.ascontiguousarray(frames)
+    timing = benchmark_finetune(args.weights, frames, mask)
     print(f"| frames | working size | steps | seconds | peak RSS |\n|---|---|---:|---:|---:|\n"
           f"| {timing.frame_size[1]}x{timing.frame_size[0]} | {timing.working_size[1]}x{timing.working_size[0]} | "
-          f"{timing.steps} | {timing.seconds:.1f} | {timing.peak_rss_megabytes:.0f} MB |")
+          f"{timing.steps} | {timing.seconds:.1f} | {timing.peak_rss_megabytes:.0f} MB |\n")
+    net, _ = load_checkpoint(args.weights)
+    print(profile_table(profile_finetune(net, frames, mask)))
     return 0
 
 
@@ -158,10 +163,13 @@ def _bench_long(args: argparse.Namespace) -> int:
     result = benchmark_long_video(video, mask, args.weights, settings, count=args.long_frames,
                                   size=tuple(args.frame_size), progress=progress)
     bar.close()
-    print("| video | working size | SegFlow frames/s | DIS warping frames/s | ratio | peak RSS | session folder |\n"
-          "|---|---|---:|---:|---:|---:|---:|\n"
+    same_size = result.frames_per_second / result.dis_working_frames_per_second
+    print("| video | working size | SegFlow frames/s | DIS warping frames/s at the working size | ratio | "
+          "DIS warping frames/s at the frame size | ratio | peak RSS | session folder |\n"
+          "|---|---|---:|---:|---:|---:|---:|---:|---:|\n"
           f"| {result.frames} frames {result.size[1]}x{result.size[0]} | "
           f"{result.working_size[1]}x{result.working_size[0]} | {result.frames_per_second:.1f} | "
+          f"{result.dis_working_frames_per_second:.1f} | {same_size:.2f} | "
           f"{result.dis_frames_per_second:.1f} | {result.frames_per_second / result.dis_frames_per_second:.2f} | "
           f"{result.peak_rss_megabytes:.0f} MB (before the session: {result.baseline_rss_megabytes:.0f} MB) | "
           f"{result.session_bytes_per_frame / 1e3:.0f} kB a frame (flow {result.flow_bytes_per_frame / 1e3:.0f} kB) |")

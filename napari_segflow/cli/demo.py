@@ -37,7 +37,7 @@ def run_demo(args: argparse.Namespace) -> int:
     geometry = WorkingResolution(video.shape[1], video.shape[2])
     predictions = []
     order = frame_order(len(video), 0, "forward")
-    for result in tqdm(propagate(net, video, objects, order, geometry, device), total=len(order),
+    for result in tqdm(propagate(net, video, objects, order, geometry, device, start_labels=mask), total=len(order),
                        desc="propagate", unit="frame", file=sys.stderr):
         write_label_png(result.labels, out / "masks" / f"{result.index:05d}.png")
         flow_path = out / "flow" / f"{result.index:05d}.png"

@@ -39,7 +39,8 @@ def drive(events, total_steps: int, total_frames: int, label: str = "") -> list:
                     frames.update(1)
                     results.append(event)
             else:
-                tune.update(1)
+                tune.total = event.total  # the budget that ends first: steps or seconds
+                tune.update(event.step - tune.n)
                 tune.set_postfix(loss=f"{event.loss:.3f}")
     finally:
         tune.close()
@@ -49,25 +50,110 @@ def drive(events, total_steps: int, total_frames: int, label: str = "") -> list:
 
 
 def run_propagate(args: argparse.Namespace) -> int:
-    from napari_segflow.data.io import open_video, read_annotation, write_flo, write_label_png
+    from napari_segflow.data.io import open_video, read_annotation, write_flo, write_label_png, write_text
+    from napari_segflow.errors import SegFlowError
     from napari_segflow.inference.session import VideoSession
 
+    out = _checked_output_folder(args.out, "--out")
+    flow_out = _checked_output_folder(args.flow_out, "--flow-out") if args.flow_out else None
+    if args.session:
+        _checked_new_session_folder(args.session)
     video = open_video(args.video)
-    mask = read_annotation(args.mask, video.shape[1:3])
-    out, flow_out = Path(args.out), Path(args.flow_out) if args.flow_out else None
+    frames = annotated_frames(args.mask, args.frame, len(video))
+    annotations = {}
+    for path, index in zip(args.mask, frames):
+        try:
+            annotations[index] = read_annotation(path, video.shape[1:3])
+        except SegFlowError as error:
+            raise SegFlowError(f"--mask {path} (frame {index}): {error}") from error
     settings = session_settings(args, keep_flow=False, bidirectional=args.bidirectional)
     with VideoSession(args.video, args.session, weights=args.weights, settings=settings) as session:
-        session.add_annotation(args.frame, mask)
-        drive(session.finetune(), settings.finetune.steps, 0)
+        session.add_annotations(annotations)
         names = session.frames.names
-        written = 0
-        for result in drive(session.propagate(args.frame, "both"), 0, len(session)):
+        attention = {}
+        for result in drive(session.run(), settings.finetune.steps, len(session)):
             write_label_png(result.labels, out / f"{names[result.index]}.png")
             if flow_out is not None:
                 write_flo(result.flow, flow_out / f"{names[result.index]}.flo")
-            written += 1
-    print(f"wrote {written} masks to {out}" + (f" and {written} flow fields to {flow_out}" if flow_out else ""))
+            attention[result.index] = result.attention
+    write_text(attention_csv(attention, names), out / ATTENTION_FILE)
+    written = len(attention)
+    worst = ", ".join(str(t) for t in sorted(attention, key=attention.get, reverse=True)[:5])
+    print(f"wrote {written} masks to {out}" + (f" and {written} flow fields to {flow_out}" if flow_out else "")
+          + f"; frames most worth a look: {worst} ({out / ATTENTION_FILE})")
     return 0
+
+
+#: Beside the masks: each frame's attention score (inference/attention.py), the frames most worth a look first.
+ATTENTION_FILE = "attention.csv"
+
+
+def attention_csv(attention: dict[int, float], names: list[str]) -> str:
+    """CSV text: frame index, frame name, attention score and its rank (1: most worth a look), in frame order."""
+    ranks = {t: rank for rank, t in enumerate(sorted(attention, key=attention.get, reverse=True), start=1)}
+    rows = ["frame,name,attention,rank"]
+    rows += [f"{t},{names[t]},{attention[t]:.4f},{ranks[t]}" for t in sorted(attention)]
+    return "\n".join(rows) + "\n"
+
+
+def annotated_frames(masks: list[str], frames: list[int] | None, count: int) -> list[int]:
+    """The frame of each ``--mask``, checked before any work: one ``--frame`` per mask (a single mask may leave it
+    out: frame 0), each in the video, no frame twice."""
+    from napari_segflow.errors import SegFlowError
+
+    if not frames:
+        if len(masks) > 1:
+            raise SegFlowError(f"--frame: {len(masks)} masks were given; give each its frame (--mask A.png "
+                               "--frame 0 --mask B.png --frame 40)")
+        frames = [0]
+    if len(frames) != len(masks):
+        raise SegFlowError(f"--frame: {len(masks)} --mask and {len(frames)} --frame were given; give one --frame "
+                           "after each --mask")
+    for index in frames:
+        if not 0 <= index < count:
+            raise SegFlowError(f"--frame {index}: out of range, the video has {count} frames (0..{count - 1})")
+    repeated = sorted({index for index in frames if frames.count(index) > 1})
+    if repeated:
+        raise SegFlowError(f"--frame {repeated[0]}: given for more than one --mask; give one mask per frame "
+                           "(a mask can hold several objects)")
+    return list(frames)
+
+
+def _checked_output_folder(value: str, option: str) -> Path:
+    """An output folder's path, checked before any work: not an existing file."""
+    from napari_segflow.errors import SegFlowError
+
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise SegFlowError(f"{option} {value} is a file; name a folder (new or existing) for one file per frame")
+    return path
+
+
+def _checked_new_session_folder(value: str) -> None:
+    """``--session`` must name a new or empty folder; say what is there otherwise and what to do."""
+    import json
+
+    from napari_segflow.errors import SegFlowError
+    from napari_segflow.inference.session import SESSION_FILE
+
+    folder = Path(value)
+    if folder.exists() and not folder.is_dir():
+        raise SegFlowError(f"--session {value} is a file; name a new or empty folder to keep the session in")
+    state = folder / SESSION_FILE
+    if state.exists():
+        try:
+            json.loads(state.read_text())
+        except (OSError, ValueError) as error:
+            raise SegFlowError(
+                f"--session {value}: its {SESSION_FILE} is damaged ({error}), so the session there cannot be "
+                "reopened; name a new or empty folder (move or delete this one if its work is no longer needed)"
+            ) from error
+        raise SegFlowError(
+            f"--session {value} already holds a session; name a new or empty folder, or look at that one with "
+            f"`segflow view --session {value}`"
+        )
+    if folder.is_dir() and any(folder.iterdir()):
+        raise SegFlowError(f"--session {value} is not empty; name a new or empty folder to keep the session in")
 
 
 def run_flow(args: argparse.Namespace) -> int:

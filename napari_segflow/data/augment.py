@@ -146,19 +146,26 @@ def deformed_next_frame(
     next_labels = torch.zeros_like(labels)
     displacements = {}
     for object_id in object_ids:
-        displacement = _random_displacement(labels == object_id, generator, ranges)
-        displacements[object_id] = displacement
         mine = labels == object_id
+        displacement = _random_displacement(mine, generator, ranges)
+        displacements[object_id] = displacement
         flow[:, mine] = displacement(grid[:, mine]).to(flow.dtype)
-        source = grid.reshape(2, -1).clone()
-        target = source.clone()
+        # only pixels within the largest displacement of the object can receive it: invert the field there
+        rows, columns = _reach(mine, ranges)
+        target = grid[:, rows, columns].reshape(2, -1)
+        source = target.clone()
         for _ in range(_INVERSION_STEPS):
             source = target - displacement(source)
         source_labels = _sample(labels[None, None].to(image.dtype), source, height, width, "nearest")[0, 0]
         lands = source_labels.round().to(labels.dtype) == object_id
         sampled = _sample(image[None], source, height, width, "bilinear")[0]
-        next_image.reshape(image.shape[0], -1)[:, lands] = sampled[:, lands]
-        next_labels.reshape(-1)[lands] = object_id
+        region_shape = (image.shape[0], rows.stop - rows.start, columns.stop - columns.start)
+        region_image = next_image[:, rows, columns].reshape(image.shape[0], -1)
+        region_image[:, lands] = sampled[:, lands]
+        next_image[:, rows, columns] = region_image.reshape(region_shape)
+        region_labels = next_labels[rows, columns].reshape(-1)
+        region_labels[lands] = object_id
+        next_labels[rows, columns] = region_labels.reshape(region_shape[1:])
     destination = grid + flow.to(grid.dtype)
     inside = (
         (destination[0] >= 0) & (destination[0] <= width - 1) & (destination[1] >= 0) & (destination[1] <= height - 1)
@@ -167,6 +174,24 @@ def deformed_next_frame(
     rounded_y = destination[1].round().clamp(0, height - 1).long()
     occluded = ~inside | (next_labels[rounded_y, rounded_x] != labels)
     return DeformedPair(image, next_image, flow, labels, next_labels, occluded)
+
+
+def _reach(mask: torch.Tensor, ranges: DeformationRanges) -> tuple[slice, slice]:
+    """Rows and columns of the box that holds every pixel an object of ``mask`` (H, W) can move to: its bounding
+    box grown by the largest displacement ``ranges`` allow (the affine part at the object's farthest pixel, the
+    shift, the smooth field with a bicubic overshoot) and a pixel of rounding."""
+    ys, xs = torch.nonzero(mask, as_tuple=True)
+    centre_x, centre_y = xs.float().mean(), ys.float().mean()
+    radius = float(torch.sqrt((xs - centre_x) ** 2 + (ys - centre_y) ** 2).max())
+    largest_scale = 1 + ranges.max_scale_change
+    linear = ranges.max_scale_change + largest_scale * (
+        math.sin(ranges.max_rotation) + 1 - math.cos(ranges.max_rotation)
+    )
+    margin = math.ceil(linear * radius + math.sqrt(2) * (ranges.max_shift + 1.5 * ranges.field_amplitude) + 2)
+    height, width = mask.shape
+    rows = slice(max(0, int(ys.min()) - margin), min(height, int(ys.max()) + margin + 1))
+    columns = slice(max(0, int(xs.min()) - margin), min(width, int(xs.max()) + margin + 1))
+    return rows, columns
 
 
 def _sample(values: torch.Tensor, points: torch.Tensor, height: int, width: int, mode: str) -> torch.Tensor:

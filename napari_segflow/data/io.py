@@ -438,6 +438,22 @@ def read_flo(path) -> np.ndarray:
 # -- arrays and text --------------------------------------------------------------------------------
 
 
+def write_grey_png(values: np.ndarray, path) -> None:
+    """An (H, W) map of values in [0, 1] as an 8-bit grey PNG, written beside the target and renamed into place."""
+    from PIL import Image
+
+    grey = np.clip(np.asarray(values, np.float32) * 255 + 0.5, 0, 255).astype(np.uint8)
+    _atomic_write(Path(path), lambda target: Image.fromarray(grey, mode="L").save(target, format="PNG"))
+
+
+def read_grey_png(path) -> np.ndarray:
+    """An 8-bit grey PNG as (H, W) float32 in [0, 1]."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("L"), np.float32) / 255
+
+
 def write_text(text: str, path) -> None:
     """A text file, written beside the target and renamed into place."""
     _atomic_write(Path(path), lambda target: target.write_text(text))

@@ -2,9 +2,11 @@
 
 Variants (SegFlow Table 1): ``full`` (offline weights + online fine-tuning + flow features + memory + the
 edge refinement); ``-ref`` (no edge refinement: the score maps upsampled bilinearly);
-``-ol`` (no online fine-tuning: the generic offline model's foreground); ``-flo`` (fine-tuned and run with
-the flow branch seeing each frame paired with itself, so its features carry no motion); ``-fda`` (fine-tuned
-without the deformed-next-frame clips). Peers: the first-frame mask carried by OpenCV DIS or Farneback flow.
+``-ol`` (no online fine-tuning: the generic offline model, given the first mask as its first prior when it has a
+mask prior); ``-flo`` (fine-tuned and run with the flow branch seeing each frame paired with itself, so its
+features carry no motion and the mask prior is not carried); ``-fda`` (fine-tuned without the deformed-next-frame
+clips); ``-prior`` (fine-tuned, run without the mask prior: every frame's prior unknown). Peers: the first-frame
+mask carried by OpenCV DIS or Farneback flow.
 """
 
 from __future__ import annotations
@@ -18,14 +20,14 @@ import torch
 
 from napari_segflow.data.resolution import DEFAULT_LONG_SIDE, WorkingResolution
 from napari_segflow.evaluation.baselines import propagate_by_flow
-from napari_segflow.evaluation.metrics import endpoint_error, score_sequence
+from napari_segflow.evaluation.metrics import endpoint_error, score_sequence, spearman
 from napari_segflow.inference.propagation import frame_order, propagate
 from napari_segflow.model.segflow import SegFlowNet
 from napari_segflow.objects import ObjectChannels
 from napari_segflow.training.davis import Sequence
 from napari_segflow.training.online import FinetuneConfig, finetune
 
-VARIANTS = ("full", "-ref", "-ol", "-flo", "-fda")
+VARIANTS = ("full", "-ref", "-ol", "-flo", "-fda", "-prior")
 PEERS = ("dis", "farneback")
 
 
@@ -36,6 +38,7 @@ class MethodResult:
     f: dict[str, float] = field(default_factory=dict)
     finetune_seconds: dict[str, float] = field(default_factory=dict)
     frames_per_second: dict[str, float] = field(default_factory=dict)
+    attention_spearman: dict[str, float] = field(default_factory=dict)
 
     def mean(self, values: dict[str, float]) -> float:
         return float(np.mean(list(values.values()))) if values else float("nan")
@@ -61,7 +64,8 @@ def evaluate_sequence(
     long_side: int = DEFAULT_LONG_SIDE,
     device: str = "cpu",
 ) -> dict[str, tuple[np.ndarray, float, float]]:
-    """{method: (predicted label stack, fine-tune seconds, frames/s)} for one sequence, first-frame mask given."""
+    """{method: (predicted label stack, fine-tune seconds, frames/s, per-frame attention scores or None)} for one
+    sequence, first-frame mask given."""
     frames = sequence.frames
     first = (sequence.mask(0) > 0).astype(np.uint8)
     order = frame_order(len(frames), 0, "forward")
@@ -74,7 +78,7 @@ def evaluate_sequence(
         if method in PEERS:
             start = time.perf_counter()
             labels = np.stack([l for _, l in propagate_by_flow(frames, first, order, method)])
-            out[method] = (labels, 0.0, len(order) / (time.perf_counter() - start))
+            out[method] = (labels, 0.0, len(order) / (time.perf_counter() - start), None)
             continue
         config = _variant_config(method, finetune_config)
         if method == "-ol":
@@ -89,10 +93,10 @@ def evaluate_sequence(
             seconds = time.perf_counter() - start
             tuned[config] = (net, seconds)
         start = time.perf_counter()
-        results = propagate(net, frames, objects, order, geometry, device, motion_features=method != "-flo",
-                            refine_edges=method != "-ref")
+        results = list(propagate(net, frames, objects, order, geometry, device, motion_features=method != "-flo",
+                                 refine_edges=method != "-ref", start_labels=first, mask_prior=method != "-prior"))
         labels = np.stack([r.labels for r in results])
-        out[method] = (labels, seconds, len(order) / (time.perf_counter() - start))
+        out[method] = (labels, seconds, len(order) / (time.perf_counter() - start), [r.attention for r in results])
     return out
 
 
@@ -109,9 +113,12 @@ def evaluate(
     for sequence in sequences:
         truths = np.stack([(sequence.mask(i) > 0).astype(np.uint8) for i in range(len(sequence))])
         outputs = evaluate_sequence(offline, sequence, methods, finetune_config, long_side, device)
-        for method, (labels, seconds, fps) in outputs.items():
+        for method, (labels, seconds, fps, attention) in outputs.items():
             scores = score_sequence(labels, truths, object_ids=[1])
             result = results[method]
+            if attention is not None:
+                errors = [1 - j for j in scores.j[1]]
+                result.attention_spearman[sequence.name] = spearman([attention[t] for t in scores.frames], errors)
             result.j[sequence.name] = scores.j_mean
             result.f[sequence.name] = scores.f_mean
             result.finetune_seconds[sequence.name] = seconds
@@ -127,7 +134,7 @@ def accuracy_table(results: list[MethodResult]) -> str:
     header = "| method | J&F | J | F | " + " | ".join(f"J {n}" for n in names) + " | fine-tune s | frames/s |"
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     label = {"full": "SegFlow (full)", "-ref": "SegFlow -ref", "-ol": "SegFlow -ol", "-flo": "SegFlow -flo",
-             "-fda": "SegFlow -fda",
+             "-fda": "SegFlow -fda", "-prior": "SegFlow -prior",
              "dis": "DIS flow warping (peer)", "farneback": "Farneback flow warping (peer)"}
     for r in results:
         per_sequence = " | ".join(f"{r.j[n]:.3f}" for n in names)
@@ -135,11 +142,19 @@ def accuracy_table(results: list[MethodResult]) -> str:
             f"| {label.get(r.method, r.method)} | {r.jf:.3f} | {r.mean(r.j):.3f} | {r.mean(r.f):.3f} | {per_sequence} | "
             f"{r.mean(r.finetune_seconds):.1f} | {r.mean(r.frames_per_second):.1f} |"
         )
-    if peer is not None:
-        full = next((r for r in results if r.method == "full"), None)
-        if full is not None:
-            lines.append("")
-            lines.append(f"Full method J&F / DIS peer J&F = {full.jf / peer.jf:.2f}")
+    full = next((r for r in results if r.method == "full"), None)
+    if peer is not None and full is not None:
+        lines.append("")
+        lines.append(f"Full method J&F / DIS peer J&F = {full.jf / peer.jf:.2f}")
+    if full is not None and full.attention_spearman:
+        values = full.attention_spearman
+        measured = [v for v in values.values() if np.isfinite(v)]
+        lines.append("")
+        lines.append(
+            "Attention score against the per-frame error (1 - J) of the full method, Spearman correlation: "
+            f"mean {np.mean(measured) if measured else float('nan'):.2f} ("
+            + ", ".join(f"{n} {v:.2f}" for n, v in values.items()) + ")"
+        )
     return "\n".join(lines)
 
 

@@ -44,13 +44,32 @@ def warp_labels(labels: np.ndarray, backward_flow: np.ndarray) -> np.ndarray:
     return cv2.remap(labels, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
-def propagate_by_flow(frames, first_labels: np.ndarray, order: list[int], method: str = "dis") -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (index, labels) along ``order``, starting with ``first_labels`` at ``order[0]``."""
+def propagate_by_flow(
+    frames, first_labels: np.ndarray, order: list[int], method: str = "dis", working_size: tuple[int, int] | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (index, labels) along ``order``, starting with ``first_labels`` at ``order[0]``. With
+    ``working_size`` (height, width) the flow is estimated and the labels carried at that size, and each
+    frame's labels are brought back to the frames' size (as SegFlow works at its working resolution)."""
+    cv2 = _cv2()
     labels = np.asarray(first_labels, np.uint8)
-    previous = frames[order[0]]
+    full_size = labels.shape
+
+    def prepared(frame: np.ndarray) -> np.ndarray:
+        if working_size is None or tuple(working_size) == full_size:
+            return frame
+        return cv2.resize(frame, (working_size[1], working_size[0]), interpolation=cv2.INTER_AREA)
+
+    def at_full_size(small: np.ndarray) -> np.ndarray:
+        if small.shape == full_size:
+            return small
+        return cv2.resize(small, (full_size[1], full_size[0]), interpolation=cv2.INTER_NEAREST)
+
+    previous = prepared(frames[order[0]])
     yield order[0], labels
+    if previous.shape[:2] != full_size:
+        labels = cv2.resize(labels, (previous.shape[1], previous.shape[0]), interpolation=cv2.INTER_NEAREST)
     for index in order[1:]:
-        current = frames[index]
+        current = prepared(frames[index])
         labels = warp_labels(labels, optical_flow(current, previous, method))
         previous = current
-        yield index, labels
+        yield index, at_full_size(labels)

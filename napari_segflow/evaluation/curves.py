@@ -12,8 +12,12 @@ CURVE_COLUMNS = ("global_step", "round", "phase", "kind", "seg_iou", "flow_loss"
 
 
 def read_metrics(path) -> list[dict]:
+    """A run's records in step order. A resumed run repeats the steps logged after its last saved state; the
+    later records (the run that went on) replace the earlier ones."""
     with open(path) as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+        records = [json.loads(line) for line in handle if line.strip()]
+    latest = {(r.get("kind"), r.get("global_step")): position for position, r in enumerate(records)}
+    return [r for position, r in enumerate(records) if latest[(r.get("kind"), r.get("global_step"))] == position]
 
 
 def compact_curve(records: list[dict], every: int = 25) -> list[dict]:

@@ -93,6 +93,15 @@ def endpoint_error(flow: np.ndarray, truth: np.ndarray, valid: np.ndarray | None
     return float(error.mean()) if error.size else float("nan")
 
 
+def spearman(values: list[float], other: list[float]) -> float:
+    """Spearman's rank correlation of two equally long lists; NaN when either is constant or too short."""
+    from scipy.stats import spearmanr
+
+    if len(values) < 3 or np.ptp(values) == 0 or np.ptp(other) == 0:
+        return float("nan")
+    return float(spearmanr(values, other).statistic)
+
+
 @dataclass
 class SequenceScores:
     """Per-object, per-frame J and F of one sequence, and their means.

@@ -5,6 +5,11 @@ along ``order`` and keeps only its hidden state per frame (float16, on the CPU: 
 default working size), then a second sweep runs it against ``order`` and reads both states out. The first
 sweep's one-way results are yielded too (``final=False``), so a viewer shows progress and a cancelled run
 still leaves every frame it reached segmented; the second sweep's results replace them.
+
+Each frame is expected to look like the mask of the frame before it in ``order`` carried by that frame's flow
+(the first frame: its annotation, when one is given). A network with a mask prior (model/prior.py) takes that as
+its prior, and every result scores its disagreement with it (inference/attention.py). The second sweep reuses the
+expectations of the first.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ import torch
 from napari_segflow.data.resolution import WorkingResolution, resize_flow
 from napari_segflow.device import autocast
 from napari_segflow.errors import SegFlowError
+from napari_segflow.inference.attention import attention_score
 from napari_segflow.inference.refine import EDGE_RADIUS, edge_radius, refine_probabilities
+from napari_segflow.model.prior import carry_prior, prior_from_labels, prior_from_logits
 from napari_segflow.model.segflow import FrameOutput, SegFlowNet
 from napari_segflow.objects import ObjectChannels
 
@@ -28,13 +35,15 @@ class FrameResult:
     """labels (H, W) uint8 object ids; probabilities (K+1, H, W) float16 (background first); working_flow
     (h, w, 2) float32, the flow from this frame to the next one in the direction of travel on the grid it was
     computed on, in frame pixels (``flow`` resizes it to the frame's (H, W, 2)). ``final`` is False for the first
-    sweep of a two-way run, whose result the second sweep replaces."""
+    sweep of a two-way run, whose result the second sweep replaces. ``attention`` in [0, 1]: how much the frame
+    deserves a look (inference/attention.py)."""
 
     index: int
     labels: np.ndarray
     probabilities: np.ndarray
     working_flow: np.ndarray
     final: bool = True
+    attention: float = 0.0
 
     @property
     def flow(self) -> np.ndarray:
@@ -83,7 +92,8 @@ def _partners(order: list[int], count: int, motion_features: bool) -> list[int]:
     return [order[p + 1] if p + 1 < len(order) else order[p - 1] for p in range(len(order))]
 
 
-def _result(index, logits, output: FrameOutput, objects, geometry, frame, refine_radius, final=True) -> FrameResult:
+def _result(index, logits, output: FrameOutput, objects, geometry, frame, refine_radius, final=True,
+            attention=0.0) -> FrameResult:
     probabilities = torch.softmax(geometry.logits_to_frame(logits.float()), dim=1)[0]
     if refine_radius is not None:
         frame = torch.as_tensor(frame, device=probabilities.device)
@@ -98,6 +108,7 @@ def _result(index, logits, output: FrameOutput, objects, geometry, frame, refine
         probabilities=probabilities.half().cpu().numpy(),
         working_flow=flow.astype(np.float32),
         final=final,
+        attention=attention,
     )
 
 
@@ -120,39 +131,58 @@ def propagate(
     bidirectional: bool = False,
     refine_edges: bool = True,
     refine_radius: int = EDGE_RADIUS,
+    start_labels: np.ndarray | None = None,
+    mask_prior: bool = True,
 ) -> Iterator[FrameResult]:
     """Segment ``frames`` (lazy (T, H, W, 3) uint8) in ``order``, carrying the memory from frame to frame;
     ``bidirectional`` adds the sweep back (results yielded twice, see the module's docstring);
     ``refine_edges`` snaps the probabilities' edges to the frame's (``refine.py``; ``refine_radius`` in
-    working-resolution pixels)."""
+    working-resolution pixels). ``start_labels`` (H, W) object ids: the first frame's annotation, the first
+    mask prior; ``mask_prior`` False runs a prior network without priors (an ablation)."""
     _check_objects(net, objects)
     radius = refine_radius if refine_edges else None
     device = torch.device(device)
     net.eval()
     feeder = _FrameFeeder(frames, geometry, device)
     partners = _partners(order, len(frames), motion_features)
+    carry = mask_prior and net.mask_prior is not None
+    # what each frame is expected to look like: the frame before it carried by the flow (the first: its
+    # annotation); the mask prior of a prior network, and the reference of the attention score
+    expected = None
+    if start_labels is not None:
+        channels = geometry.labels_to_network(objects.to_channels(start_labels, "start labels"), device)
+        expected = prior_from_labels(channels, net.config.num_classes)
     hidden = None
     forward_states: list[torch.Tensor] = []
-    for index, partner in zip(order, partners):
+    forward_expected: list[torch.Tensor | None] = []
+    for position, (index, partner) in enumerate(zip(order, partners)):
         with autocast(device):
-            output = net.step(*feeder.pair(index, partner), hidden)
+            output = net.step(*feeder.pair(index, partner), hidden, prior=expected if carry else None)
         hidden = output.hidden
         if bidirectional:
             forward_states.append(hidden.to("cpu", torch.float16))
+            forward_expected.append(expected.to("cpu", torch.float16) if expected is not None else None)
+        current = prior_from_logits(output.logits)
+        attention = attention_score(expected, current)
+        source = expected if position == 0 and start_labels is not None else current
+        expected = carry_prior(source, output.flow.flow) if motion_features else source
         yield _result(index, output.logits, output, objects, geometry, feeder.raw[index], radius,
-                      final=not bidirectional)
+                      final=not bidirectional, attention=attention)
     if not bidirectional:
         return
     hidden = None
     for position in reversed(range(len(order))):
         index, partner = order[position], partners[position]
         image, partner_image = feeder.pair(index, partner)
+        expected = forward_expected[position]
+        expected = expected.to(device).float() if expected is not None else None
         with autocast(device):
             appearance = net.encode_appearance(image)
             flow = net.estimate_flow(image, partner_image, appearance)
-            fused = net.fuse(appearance, flow)
+            fused = net.fuse(appearance, flow, expected if carry else None)
             hidden, _ = net.memory(fused.memory_input, hidden)
             forward = forward_states[position].to(device, hidden.dtype)
             logits = net.readout(fused, forward, hidden, size=tuple(image.shape[-2:]))
         output = FrameOutput(logits=logits, flow=flow, hidden=hidden, gates=None)
-        yield _result(index, logits, output, objects, geometry, feeder.raw[index], radius)
+        attention = attention_score(expected, prior_from_logits(logits))
+        yield _result(index, logits, output, objects, geometry, feeder.raw[index], radius, attention=attention)

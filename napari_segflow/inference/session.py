@@ -8,6 +8,7 @@ The folder::
     results/labels/<t>.png       propagated labels, written as each frame is produced
     results/flow/<t>.npy         the flow branch's flow (float16, frame pixels) on the working grid it was
                                  computed on (``flow()`` resizes it to the frame), when ``keep_flow``
+    results/confidence/<t>.png   each pixel's largest class probability (8-bit grey), when ``keep_confidence``
     finetuned.pt                 the fine-tuned weights (strict checkpoint)
     undo/<serial>/               what each change overwrote (see ``journal.py``)
 
@@ -34,8 +35,10 @@ from napari_segflow.checkpoint import SHIPPED_WEIGHTS, load_checkpoint, save_che
 from napari_segflow.data.augment import AffineRanges, DeformationRanges
 from napari_segflow.data.io import (
     open_video,
+    read_grey_png,
     read_label_image,
     read_npy,
+    write_grey_png,
     write_label_png,
     write_npy,
     write_text,
@@ -68,6 +71,7 @@ class SessionSettings:
     bidirectional: bool = False
     refine_edges: bool = True
     keep_flow: bool = True
+    keep_confidence: bool = True
     device: str = "auto"
 
     def to_dict(self) -> dict:
@@ -260,6 +264,13 @@ class VideoSession:
         path = self.folder / "results" / "flow" / _frame_file(index, ".npy")
         return resize_flow(read_npy(path), self.frames.shape[1:3]) if path.is_file() else None
 
+    def confidence(self, index: int) -> np.ndarray | None:
+        """(H, W) float32 in [0, 1]: how sure the network was of each pixel's label (its largest class
+        probability; 1 on the user's frames), or None."""
+        self._check_index(index, "frame")
+        path = self.folder / "results" / "confidence" / _frame_file(index, ".png")
+        return read_grey_png(path) if path.is_file() else None
+
     def labels_volume(self) -> np.ndarray:
         """(T, H, W) uint8: every frame's labels, 0 where there is no result yet."""
         volume = np.zeros(self.frames.shape[:3], np.uint8)
@@ -365,7 +376,8 @@ class VideoSession:
                 if not order:
                     continue
                 results = propagate(net, self.frames, self.objects, order, self.geometry, self.device,
-                                    bidirectional=bidirectional, refine_edges=self.settings.refine_edges)
+                                    bidirectional=bidirectional, refine_edges=self.settings.refine_edges,
+                                    start_labels=self.annotations.get(order[0]))
                 for result in results:
                     if result.index in seen:
                         continue
@@ -383,17 +395,22 @@ class VideoSession:
             user = self.annotations[index]
             channels = self.objects.to_channels(user)
             probabilities = np.eye(self.objects.num_objects + 1, dtype=np.float16)[channels].transpose(2, 0, 1)
-            result = replace(result, labels=user.copy(), probabilities=probabilities)
+            result = replace(result, labels=user.copy(), probabilities=probabilities, attention=0.0)
         try:
             entry.write(f"results/labels/{_frame_file(index, '.png')}",
                         lambda path: write_label_png(result.labels, path))
             if self.settings.keep_flow:
                 entry.write(f"results/flow/{_frame_file(index, '.npy')}",
                             lambda path: write_npy(result.working_flow.astype(np.float16), path))
+            if self.settings.keep_confidence:
+                confidence = result.probabilities.max(0)
+                entry.write(f"results/confidence/{_frame_file(index, '.png')}",
+                            lambda path: write_grey_png(confidence, path))
         except OSError as error:
             # the writers are atomic: nothing half-written is left; the frame simply has no result now
             self._results.discard(index)
-            for part in (f"labels/{_frame_file(index, '.png')}", f"flow/{_frame_file(index, '.npy')}"):
+            for part in (f"labels/{_frame_file(index, '.png')}", f"flow/{_frame_file(index, '.npy')}",
+                         f"confidence/{_frame_file(index, '.png')}"):
                 (self.folder / "results" / part).unlink(missing_ok=True)
             kept = len(self._results)
             if error.errno == errno.ENOSPC:

@@ -17,11 +17,13 @@ class FusedFeatures:
     """Segmentation-side features after the flow -> seg bridges.
 
     memory_input: (B, C_mem, H/8, W/8), what the ConvGRU reads;
+    fine: (B, C_head, H/4, W/4) or None, the stride-4 head's features;
     score4: (B, K+1, H/4, W/4) or None (no stride-4 head); score16: (B, K+1, H/16, W/16);
     score32: (B, K+1, H/32, W/32).
     """
 
     memory_input: torch.Tensor
+    fine: torch.Tensor | None
     score4: torch.Tensor | None
     score16: torch.Tensor
     score32: torch.Tensor
@@ -67,9 +69,11 @@ class ScoreHeads(nn.Module):
             fused.append(self.fuse[index](features))
         size8 = tuple(fused[0].shape[-2:])
         context = [F.interpolate(f, size=size8, mode="bilinear", align_corners=False) for f in fused[1:]]
+        fine_features = self.fuse4(fine) if self.fuse4 is not None else None
         return FusedFeatures(
             memory_input=self.memory_input(torch.cat([fused[0], *context], dim=1)),
-            score4=self.score4(self.fuse4(fine)) if self.score4 is not None else None,
+            fine=fine_features,
+            score4=self.score4(fine_features) if fine_features is not None else None,
             score16=self.score16(fused[1]),
             score32=self.score32(fused[2]),
         )

@@ -13,6 +13,12 @@ MULTISCALE_WEIGHTS = (0.005, 0.01, 0.02, 0.08, 0.32)
 Metrics = dict[str, float]
 
 
+def predicted_classes(logits: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """The class of each pixel: ``max(dim).indices``, not ``argmax(dim)``, whose CPU kernel over a dimension that
+    is not the last one took 130-260 ms on a (2, 2, 256, 448) map against 8-12 ms."""
+    return logits.max(dim).indices
+
+
 def balanced_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, Metrics]:
     """Class-balanced cross-entropy (SegFlow eq. 1), extended to K+1 classes.
 
@@ -32,9 +38,31 @@ def balanced_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> tuple[
         weights = torch.ones_like(per_pixel)
     value = (weights * per_pixel).sum() / weights.sum().clamp_min(1e-12)
     with torch.no_grad():
-        accuracy = (logits.argmax(1) == target).to(logits.dtype).mean()
+        accuracy = (predicted_classes(logits) == target).to(logits.dtype).mean()
         foreground = share[1:].sum() if num_classes > 1 else share.new_zeros(())
     return value, {"ce": float(value.detach()), "pixel_accuracy": float(accuracy), "fg_share": float(foreground)}
+
+
+def calibrated_segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, Metrics]:
+    """Plain cross-entropy plus the soft Dice loss of each object class, per image.
+
+    For a network whose output becomes its next input (the mask prior): a class-balanced loss rewards
+    over-segmenting a small object, and fed back frame after frame that bias grows the mask; plain cross-entropy
+    is calibrated and the Dice term keeps small objects from being ignored.
+
+    logits: (B, K+1, H, W); target: (B, H, W) int64 class ids.
+    """
+    num_classes = logits.shape[1]
+    cross_entropy = F.cross_entropy(logits, target)
+    probabilities = torch.softmax(logits, dim=1)[:, 1:]
+    truth = F.one_hot(target, num_classes).permute(0, 3, 1, 2)[:, 1:].to(probabilities.dtype)
+    overlap = (probabilities * truth).sum((2, 3))
+    sizes = probabilities.sum((2, 3)) + truth.sum((2, 3))
+    dice = (1 - (2 * overlap + 1) / (sizes + 1)).mean()
+    value = cross_entropy + dice
+    with torch.no_grad():
+        accuracy = (predicted_classes(logits) == target).to(logits.dtype).mean()
+    return value, {"ce": float(cross_entropy.detach()), "dice": float(dice.detach()), "pixel_accuracy": float(accuracy)}
 
 
 def endpoint_error(flow: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:

@@ -4,12 +4,13 @@ There is no monolithic forward. Per frame t with a partner frame t' (usually t +
 
     appearance = net.encode_appearance(frame_t)
     flow = net.estimate_flow(frame_t, frame_t', appearance)     # seg -> flow bridges inside
-    fused = net.fuse(appearance, flow)                           # flow -> seg bridges inside
+    fused = net.fuse(appearance, flow, prior)                    # flow -> seg bridges, mask prior inside
     hidden, gates = net.memory(fused.memory_input, hidden)
     logits = net.readout(fused, hidden)                          # (B, K+1, H, W)
 
 ``step`` chains these for one frame; ``segment_clip`` runs a clip, one way or both ways.
-Inputs are (B, 3, H, W) float images in [0, 1] with H and W multiples of 64.
+Inputs are (B, 3, H, W) float images in [0, 1] with H and W multiples of 64. With ``config.mask_prior`` a
+frame also takes a prior (model/prior.py): its mask as carried from the frame before, or zeros when unknown.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from napari_segflow.model.flownet import FlowNetS
 from napari_segflow.model.fusion import Bridge
 from napari_segflow.model.heads import FusedFeatures, MemoryReadout, ScoreHeads
 from napari_segflow.model.memory import ConvGRUCell, GateActivations
+from napari_segflow.model.prior import MaskPrior, empty_prior
 from napari_segflow.model.pwc import PWCFlow
 
 #: Input height and width must be multiples of this (the flow encoder's deepest stride).
@@ -83,6 +85,9 @@ class SegFlowNet(nn.Module):
             memory_channels=config.memory_channels,
             num_classes=config.num_classes,
         )
+        self.mask_prior = (
+            MaskPrior(config.seg_head_channels, config.memory_channels) if config.mask_prior else None
+        )
         self.memory = ConvGRUCell(config.memory_channels, config.memory_channels, config.memory_kernel)
         self.readout_head = MemoryReadout(config.memory_channels, config.num_classes)
 
@@ -113,9 +118,26 @@ class SegFlowNet(nn.Module):
             }
         return self.flow_branch(image, next_image, extras)
 
-    def fuse(self, appearance: AppearanceFeatures, flow: FlowEstimate) -> FusedFeatures:
+    def fuse(
+        self, appearance: AppearanceFeatures, flow: FlowEstimate, prior: torch.Tensor | None = None
+    ) -> FusedFeatures:
+        """Score heads over appearance and flow features; with a mask prior (B, K+1, H/4, W/4), its features join
+        the memory input and its corrections the stride-4 scores (None: nothing known). Networks without
+        ``mask_prior`` ignore ``prior``."""
         decoder = flow.decoder if self.config.flow_to_seg_bridges else None
-        return self.score_heads(appearance.s4, (appearance.s8, appearance.s16, appearance.s32), decoder)
+        fused = self.score_heads(appearance.s4, (appearance.s8, appearance.s16, appearance.s32), decoder)
+        if self.mask_prior is None:
+            return fused
+        if prior is None:
+            size4 = tuple(s * 4 for s in appearance.s4.shape[-2:])
+            prior = empty_prior(appearance.s4.shape[0], self.config.num_classes, size4, appearance.s4)
+        prior = prior.to(fused.fine.dtype)
+        return replace(
+            fused,
+            memory_input=fused.memory_input
+            + self.mask_prior.memory_features(prior, tuple(fused.memory_input.shape[-2:])),
+            score4=fused.score4 + self.mask_prior.score_correction(prior, fused.fine),
+        )
 
     def readout(
         self,
@@ -150,11 +172,13 @@ class SegFlowNet(nn.Module):
         next_image: torch.Tensor,
         hidden: torch.Tensor | None = None,
         return_gates: bool = False,
+        prior: torch.Tensor | None = None,
     ) -> FrameOutput:
-        """One frame of one-way propagation: segment ``image`` (flow towards ``next_image``), update the memory."""
+        """One frame of one-way propagation: segment ``image`` (flow towards ``next_image``) given its mask
+        ``prior`` (see ``fuse``), update the memory."""
         appearance = self.encode_appearance(image)
         flow = self.estimate_flow(image, next_image, appearance)
-        fused = self.fuse(appearance, flow)
+        fused = self.fuse(appearance, flow, prior)
         hidden, gates = self.memory(fused.memory_input, hidden, return_gates)
         logits = self.readout(fused, hidden, size=tuple(image.shape[-2:]))
         return FrameOutput(logits=logits, flow=flow, hidden=hidden, gates=gates)
@@ -165,9 +189,14 @@ class SegFlowNet(nn.Module):
         bidirectional: bool = False,
         return_gates: bool = False,
         partners: list[int] | None = None,
+        priors: torch.Tensor | None = None,
+        flow_gradients: bool = True,
     ) -> ClipOutput:
         """frames (B, T, 3, H, W), T >= 2. Frame t's flow goes to frame ``partners[t]``: by default t + 1
-        (the last frame: t - 1). Pairing a frame with itself gives the flow branch no motion to see."""
+        (the last frame: t - 1). Pairing a frame with itself gives the flow branch no motion to see.
+        ``priors`` (B, T, K+1, H/4, W/4): each frame's mask prior (training gives deformed true masks), or None.
+        ``flow_gradients`` False runs the flow branch without recording gradients: its outputs feed the
+        segmentation side as constants (enough when the flow branch is frozen, and it saves its backward pass)."""
         if frames.ndim != 5 or frames.shape[1] < 2:
             raise SegFlowError(f"segment_clip needs frames shaped (B, T>=2, 3, H, W), got {tuple(frames.shape)}")
         count = frames.shape[1]
@@ -178,9 +207,10 @@ class SegFlowNet(nn.Module):
         for t in range(count):
             partner = partners[t]
             appearance = self.encode_appearance(frames[:, t])
-            flow = self.estimate_flow(frames[:, t], frames[:, partner], appearance)
+            with torch.set_grad_enabled(flow_gradients and torch.is_grad_enabled()):
+                flow = self.estimate_flow(frames[:, t], frames[:, partner], appearance)
             flows.append(flow)
-            fused_all.append(self.fuse(appearance, flow))
+            fused_all.append(self.fuse(appearance, flow, priors[:, t] if priors is not None else None))
         inputs = [f.memory_input for f in fused_all]
         forward, gates_forward = self.memory.run(inputs, reverse=False, return_gates=return_gates)
         backward, gates_backward = (None, None)
@@ -205,6 +235,7 @@ class SegFlowNet(nn.Module):
         num_classes = num_objects + 1
         if num_classes == self.config.num_classes:
             return
+        # the mask prior is class-agnostic: it needs no resizing
         for owner, name in (
             *(((self.score_heads, "score4"),) if self.score_heads.score4 is not None else ()),
             (self.score_heads, "score16"),

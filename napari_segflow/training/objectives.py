@@ -8,15 +8,18 @@ from torch import nn
 
 from napari_segflow.model.losses import (
     balanced_cross_entropy,
+    calibrated_segmentation_loss,
     forward_backward_loss,
     multiscale_epe,
     photometric_loss,
     pool_valid,
+    predicted_classes,
     smoothness_loss,
     temporal_consistency_loss,
 )
 from napari_segflow.model.correlation import matching_loss
 from napari_segflow.model.segflow import SegFlowNet
+from napari_segflow.training.mask_priors import deformed_priors
 from napari_segflow.model.warp import backward_warp, forward_backward_occlusion
 
 #: Weight of the matching loss (cross-entropy of each cost volume against the true displacement) beside the EPE.
@@ -60,25 +63,38 @@ def matching_losses(costs, flow: torch.Tensor, valid: torch.Tensor | None) -> to
 
 
 class SegmentationObjective(nn.Module):
-    """Balanced cross-entropy over a window run through the memory (one way or both ways)."""
+    """Balanced cross-entropy over a window run through the memory (one way or both ways). A network with a
+    mask prior sees each frame's true mask, deformed at random (training/mask_priors.py), as its prior, and
+    learns with the calibrated loss (cross-entropy + Dice; see ``calibrated_segmentation_loss``).
+    ``flow_gradients`` False: see SegFlowNet.segment_clip."""
 
-    def __init__(self, net: SegFlowNet) -> None:
+    def __init__(
+        self, net: SegFlowNet, prior_generator: torch.Generator | None = None, flow_gradients: bool = True
+    ) -> None:
         super().__init__()
         self.net = net
+        self.flow_gradients = flow_gradients
+        # the caller owns the generator, so a resumed training draws the priors it would have drawn
+        self.prior_generator = prior_generator if prior_generator is not None else torch.Generator().manual_seed(0)
 
     def forward(
         self, frames: torch.Tensor, masks: torch.Tensor, bidirectional: bool, partners: list[int] | None = None
     ) -> tuple[torch.Tensor, dict]:
         """frames (B, T, 3, H, W); masks (B, T, H, W) class indices; partners: see SegFlowNet.segment_clip."""
-        clip = self.net.segment_clip(frames, bidirectional=bidirectional, partners=partners)
+        priors = None
+        if self.net.mask_prior is not None:
+            priors = deformed_priors(masks, self.net.config.num_classes, self.prior_generator).to(frames.dtype)
+        clip = self.net.segment_clip(frames, bidirectional=bidirectional, partners=partners, priors=priors,
+                                       flow_gradients=self.flow_gradients)
+        criterion = calibrated_segmentation_loss if priors is not None else balanced_cross_entropy
         losses, accuracy = [], []
         for t in range(frames.shape[1]):
-            loss, metrics = balanced_cross_entropy(clip.logits[:, t].float(), masks[:, t])
+            loss, metrics = criterion(clip.logits[:, t].float(), masks[:, t])
             losses.append(loss)
             accuracy.append(metrics["pixel_accuracy"])
         loss = torch.stack(losses).mean()
         with torch.no_grad():
-            predicted = clip.logits.argmax(2) > 0
+            predicted = predicted_classes(clip.logits, dim=2) > 0
             target = masks > 0
             union = (predicted | target).sum().clamp_min(1)
             iou = (predicted & target).sum() / union

@@ -184,6 +184,7 @@ class OfflineTrainer:
             self.warm_started = warm_start(self.net, config.init_from, config.init_fresh)
         self.progress = Progress(phase=config.phases[0])
         self.best_state: dict | None = None
+        self.prior_generator = torch.Generator().manual_seed(config.seed * 1000 + 500 + self.rank)
         self.optimizer = self._optimizer(self.progress.phase)
         self.validation_clips = self._validation_clips()
         self.validation_pairs = self._validation_pairs() if self.flow_batches is not None else []
@@ -208,7 +209,7 @@ class OfflineTrainer:
         return torch.optim.AdamW(params, lr=lr, weight_decay=self.config.weight_decay)
 
     def _objective(self, phase: str) -> torch.nn.Module:
-        objective = FlowObjective(self.net) if phase == "flow" else SegmentationObjective(self.net)
+        objective = FlowObjective(self.net) if phase == "flow" else SegmentationObjective(self.net, self.prior_generator)
         if self.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             # one of the memory readouts (one way / both ways) sits out each step
@@ -273,6 +274,7 @@ class OfflineTrainer:
                 "numpy": self.sampler.rng.bit_generator.state,
                 "sampler_torch": self.sampler.torch_generator.get_state(),
                 "python": random.getstate(),
+                "prior_torch": self.prior_generator.get_state(),
                 **(
                     {"flow_numpy": self.flow_batches.rng.bit_generator.state,
                      "flow_torch": self.flow_batches.torch_generator.get_state()}
@@ -299,6 +301,8 @@ class OfflineTrainer:
         self.sampler.rng.bit_generator.state = payload["rng"]["numpy"]
         self.sampler.torch_generator.set_state(payload["rng"]["sampler_torch"])
         random.setstate(payload["rng"]["python"])
+        if "prior_torch" in payload["rng"]:  # states saved before the mask prior have none
+            self.prior_generator.set_state(payload["rng"]["prior_torch"])
         if self.flow_batches is not None:
             self.flow_batches.rng.bit_generator.state = payload["rng"]["flow_numpy"]
             self.flow_batches.torch_generator.set_state(payload["rng"]["flow_torch"])
@@ -374,15 +378,21 @@ class OfflineTrainer:
             self.net.train()
 
     def _sequence_iou(self, sequence: Sequence) -> float:
+        """Mean IoU over the frames after the first of the sequence's first ``validation_window`` frames,
+        propagated one way as at run time, without fine-tuning (a mask prior network starts from the first
+        frame's true mask)."""
         from napari_segflow.data.resolution import WorkingResolution
+        from napari_segflow.inference.propagation import propagate
+        from napari_segflow.objects import ObjectChannels
 
         count = min(self.config.validation_window, len(sequence))
         frames = np.stack([sequence.frame(i) for i in range(count)])
         masks = np.stack([sequence.mask(i) > 0 for i in range(count)])
         geometry = WorkingResolution(frames.shape[1], frames.shape[2], long_side=max(self.config.size))
-        images = geometry.frames_to_network(frames, self.device)[None]
-        logits = self.net.segment_clip(images, bidirectional=False).logits[0]
-        predicted = geometry.logits_to_frame(logits).argmax(1).cpu().numpy() > 0
+        results = propagate(self.net, frames, ObjectChannels((1,)), list(range(count)), geometry, self.device,
+                            refine_edges=False, start_labels=masks[0].astype(np.uint8))
+        predicted = np.stack([r.labels > 0 for r in results])[1:]
+        masks = masks[1:]
         union = (predicted | masks).sum(axis=(1, 2))
         inter = (predicted & masks).sum(axis=(1, 2))
         return float(np.mean(np.where(union > 0, inter / np.maximum(union, 1), 1.0)))

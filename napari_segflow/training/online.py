@@ -4,7 +4,8 @@ progress and stop between steps (close the generator, or stop iterating).
 From the user's annotated frames (one or more, K objects) each step builds a batch of two-frame clips:
 an annotated frame under a random affine (shift, rotation, flip, scale), followed by its synthesised
 "next frame" in which every object is slightly deformed and pasted back (uncovered area black), with its
-exact flow. The segmentation side and the memory learn with the class-balanced loss on both frames; the
+exact flow. The segmentation side and the memory learn on both frames (SegmentationObjective: the class-balanced
+loss, or for a network with a mask prior the calibrated loss, each frame's prior its true mask deformed); the
 flow branch is frozen (it still gives its features), unless ``adapt_flow`` also lets it learn from the
 video's own consecutive frames with the unsupervised losses.
 """
@@ -18,6 +19,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from torch.profiler import record_function
+
 from napari_segflow.data.augment import AffineRanges, DeformationRanges, apply_affine, deformed_next_frame, random_affine
 from napari_segflow.data.io import check_annotation
 from napari_segflow.data.resolution import DEFAULT_LONG_SIDE, WorkingResolution
@@ -25,6 +28,12 @@ from napari_segflow.errors import SegFlowError
 from napari_segflow.model.segflow import SegFlowNet
 from napari_segflow.objects import ObjectChannels
 from napari_segflow.training.objectives import FlowObjective, SegmentationObjective, flow_parameters, train_only
+
+
+SCOPE_SAMPLE = "finetune: sample clips"
+SCOPE_FORWARD = "finetune: forward + loss"
+SCOPE_BACKWARD = "finetune: backward"
+SCOPE_UPDATE = "finetune: optimizer"
 
 
 @dataclass(frozen=True)
@@ -101,7 +110,8 @@ def finetune(
     """Fine-tune ``net`` in place on ``annotations`` ({frame index: label image}) of the (T, H, W, 3)
     ``frames``. Warm-starts from whatever ``net`` holds (a previous fine-tune when adding a correction).
     The time budget counts from the first ``next()`` and covers the set-up; a step that would end past it,
-    at the steps' mean pace so far, is not started."""
+    at the steps' mean pace so far, is not started. Each FinetuneStep's ``total`` is the number of steps the
+    fine-tune expects to make, whichever budget ends first (the last step's total is its own number)."""
     started = time.perf_counter()
     channels, objects = prepare_annotations(frames, annotations, objects)
     net.set_num_objects(objects.num_objects)
@@ -114,7 +124,8 @@ def finetune(
     rng = np.random.default_rng(config.seed)
     seg_params = train_only(net, "seg")
     optimizer = torch.optim.Adam(seg_params, lr=config.learning_rate)
-    objective = SegmentationObjective(net)
+    # the flow branch is frozen here: its features enter as constants, which spares its backward pass
+    objective = SegmentationObjective(net, torch.Generator().manual_seed(config.seed), flow_gradients=False)
     flow_objective, flow_optimizer = None, None
     if config.adapt_flow:
         if len(frames) < 2:
@@ -125,34 +136,47 @@ def finetune(
     set_up = time.perf_counter() - started
     try:
         for step in range(1, config.steps + 1):
-            clip_frames, clip_masks = [], []
-            for _ in range(config.batch_size):
-                index = indices[int(rng.integers(len(indices)))]
-                first, second, first_labels, second_labels = _sample(
-                    images[index], targets[index], generator, config
-                )
-                clip_frames.append(torch.stack([first, second]))
-                clip_masks.append(torch.stack([first_labels, second_labels]))
-            batch_frames = torch.stack(clip_frames)
-            batch_masks = torch.stack(clip_masks)
+            # the named scopes let a profiler say where a step's time goes (evaluation/finetune_profile.py)
+            with record_function(SCOPE_SAMPLE):
+                clip_frames, clip_masks = [], []
+                for _ in range(config.batch_size):
+                    index = indices[int(rng.integers(len(indices)))]
+                    first, second, first_labels, second_labels = _sample(
+                        images[index], targets[index], generator, config
+                    )
+                    clip_frames.append(torch.stack([first, second]))
+                    clip_masks.append(torch.stack([first_labels, second_labels]))
+                batch_frames = torch.stack(clip_frames)
+                batch_masks = torch.stack(clip_masks)
             bidirectional = bool(rng.random() < config.bidirectional_share)
             partners = None if config.motion_features else [0, 1]
-            loss, metrics = objective(batch_frames, batch_masks, bidirectional, partners)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_value_(seg_params, config.clip_value)
-            optimizer.step()
+            with record_function(SCOPE_FORWARD):
+                loss, metrics = objective(batch_frames, batch_masks, bidirectional, partners)
+            with record_function(SCOPE_BACKWARD):
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+            with record_function(SCOPE_UPDATE):
+                torch.nn.utils.clip_grad_value_(seg_params, config.clip_value)
+                optimizer.step()
             if flow_objective is not None:
                 metrics.update(_adapt_flow_step(net, flow_objective, flow_optimizer, frames, geometry, rng, device))
             elapsed = time.perf_counter() - started
-            yield FinetuneStep(step, config.steps, float(loss.detach()), elapsed, metrics)
-            pace = (elapsed - set_up) / step
-            if config.time_budget is not None and elapsed + pace > config.time_budget:
+            total = _expected_steps(step, config, elapsed, (elapsed - set_up) / step)
+            yield FinetuneStep(step, total, float(loss.detach()), elapsed, metrics)
+            if step == total:
                 break
     finally:
         net.eval()
         for p in net.parameters():
             p.requires_grad_(True)
+
+
+def _expected_steps(step: int, config: FinetuneConfig, elapsed: float, pace: float) -> int:
+    """The steps the fine-tune will have made when it ends, whichever of its budgets (steps, seconds) ends first,
+    at the mean pace so far: ``step`` when this is the last one."""
+    if config.time_budget is None:
+        return config.steps
+    return min(config.steps, step + max(0, int((config.time_budget - elapsed) // max(pace, 1e-9))))
 
 
 def _sample(image, labels, generator, config: FinetuneConfig):

@@ -1,3 +1,5 @@
+import time
+
 import numpy as np
 import pytest
 from napari.utils.notifications import notification_manager
@@ -109,18 +111,56 @@ def test_cancel_mid_run_leaves_layers_consistent(qtbot, widget, clip, tiny_setti
     assert "Cancelled" in widget.status.text()
 
 
-def test_cancel_during_propagation_keeps_the_frames_written(qtbot, widget, clip):
+def test_cancel_during_propagation_keeps_the_frames_written(qtbot, widget, clip, monkeypatch):
+    from napari_segflow.model.segflow import SegFlowNet
+
     frames, instances = clip
     paint(widget.viewer.layers["annotation"], 0, first_object(instances))
     run(qtbot, widget, "finetune")
     assert widget.annotator.session.net is not None
+    step = SegFlowNet.step
+
+    def slow_step(self, *args, **kwargs):  # a frame takes long enough to cancel between frames
+        time.sleep(0.4)
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(SegFlowNet, "step", slow_step)
     widget.viewer.dims.set_current_step(0, 0)
+    masks = widget.viewer.layers[MASKS]
+    before = masks.data.copy()
     widget.start("forward")
-    qtbot.waitUntil(lambda: len(widget.annotator.session.result_frames) >= 1, timeout=60_000)
+    qtbot.waitUntil(lambda: len(widget.annotator.session.result_frames) >= 2, timeout=60_000)
     widget.cancel()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
     session = widget.annotator.session
-    np.testing.assert_array_equal(widget.viewer.layers[MASKS].data, session.labels_volume())
+    written = session.result_frames
+    assert 2 <= len(written) < 5 and written == list(range(len(written)))  # stopped mid-run, in order
+    assert "Cancelled" in widget.status.text()
+    for t in range(5):
+        if t in written:  # kept, as the session has it
+            np.testing.assert_array_equal(masks.data[t], session.labels(t))
+        else:  # never reached: untouched
+            np.testing.assert_array_equal(masks.data[t], before[t])
+            assert session.labels(t) is None
+
+
+def test_the_attention_timeline_fills_during_a_run_and_a_click_goes_to_the_frame(qtbot, widget, clip):
+    from qtpy.QtCore import QPoint, Qt
+
+    frames, instances = clip
+    paint(widget.viewer.layers["annotation"], 0, first_object(instances))
+    seen = []
+    original = widget.timeline.set_scores
+    widget.timeline.set_scores = lambda count, scores: (seen.append(len(scores)), original(count, scores))
+    run(qtbot, widget, "run")
+    assert seen and seen[0] < 5 and seen[-1] == 5  # filled frame by frame as results came
+    timeline = widget.timeline
+    assert timeline.count == 5 and set(timeline.scores) == {0, 1, 2, 3, 4} and timeline.scores[0] == 0.0
+    assert all(0 <= v <= 1 for v in timeline.scores.values())
+    listed = [widget.worth_a_look.item(i).data(Qt.UserRole) for i in range(widget.worth_a_look.count())]
+    assert listed == sorted([1, 2, 3, 4], key=lambda t: -timeline.scores[t])  # worst first, not the user's frame
+    qtbot.mouseClick(timeline, Qt.LeftButton, pos=QPoint(int(timeline.x_of(3)), timeline.height() // 2))
+    assert widget.viewer.dims.current_step[0] == 3 and timeline.current == 3
 
 
 def test_propagating_from_the_current_frame_backward(qtbot, widget, clip):
@@ -196,3 +236,28 @@ def test_the_keys_start_the_actions(qtbot, widget, clip):
     assert widget.annotator.session.net is not None and widget.annotator.session.result_frames == []
     widget.close()
     assert KeyBinding.from_str("Alt-T") not in widget.viewer.keymap
+
+
+def test_the_confidence_and_arrow_layers_appear_and_follow_the_run(qtbot, widget, clip):
+    from napari_segflow.annotate.annotator import ARROWS, CONFIDENCE
+    from napari_segflow.annotate.overlays import flow_arrows
+
+    frames, instances = clip
+    layers = widget.viewer.layers
+    widget.confidence.setChecked(True)
+    widget.arrows.setChecked(True)
+    assert CONFIDENCE not in layers and ARROWS not in layers  # nothing to show before a session
+    paint(layers["annotation"], 0, first_object(instances))
+    run(qtbot, widget, "run")
+    session = widget.annotator.session
+    confidence = layers[CONFIDENCE]
+    assert confidence.data.shape == (5, 96, 128)
+    np.testing.assert_array_equal(np.asarray(confidence.data[0]), np.ones((96, 128), np.float32))  # the user's
+    later = np.asarray(confidence.data[3])
+    assert 0.5 <= later.min() and later.max() <= 1  # the largest of two class probabilities
+    widget.viewer.dims.set_current_step(0, 2)
+    np.testing.assert_array_equal(layers[ARROWS].data, flow_arrows(session.flow(2)))
+    widget.viewer.dims.set_current_step(0, 3)
+    np.testing.assert_array_equal(layers[ARROWS].data, flow_arrows(session.flow(3)))
+    widget.arrows.setChecked(False)
+    assert ARROWS not in layers and CONFIDENCE in layers

@@ -40,6 +40,11 @@ def test_propagate_writes_a_mask_per_frame_named_like_the_frames(tmp_path, frame
         assert set(np.unique(read_label_image(out / f"{name}.png"))) <= {0, 5}
         assert read_flo(flow_out / f"{name}.flo").shape == (96, 128, 2)
     assert "wrote 5 masks" in capsys.readouterr().out
+    rows = (out / "attention.csv").read_text().splitlines()
+    assert rows[0] == "frame,name,attention,rank" and len(rows) == 6
+    table = [row.split(",") for row in rows[1:]]
+    assert [r[1] for r in table] == names and sorted(int(r[3]) for r in table) == [1, 2, 3, 4, 5]
+    assert float(table[2][2]) == 0.0 and all(0 <= float(r[2]) <= 1 for r in table)  # the user's frame: 0
 
 
 def test_propagate_refuses_a_mask_of_another_size(tmp_path, frame_folder, tiny_weights, capsys):
@@ -82,3 +87,53 @@ def test_bench_engine_sets_the_session_beside_both_peers(davis_folder, tiny_weig
         assert table.count(method) >= 2
     assert "| real (1) |" in table and "| synthetic (1) |" in table
     assert "peak RSS" in table and "J&F" in table
+
+
+def test_propagate_takes_several_annotated_frames_and_keeps_each(tmp_path, frame_folder, synthetic_clip,
+                                                                  tiny_weights, capsys):
+    later = (synthetic_clip.instances[4] == synthetic_clip.target_id).astype(np.uint8) * 5
+    write_label_png(later, tmp_path / "later.png")
+    out = tmp_path / "masks"
+    code = main(["propagate", str(frame_folder), "--mask", str(tmp_path / "mask.png"), "--frame", "2",
+                 "--mask", str(tmp_path / "later.png"), "--frame", "4", "--out", str(out),
+                 "--weights", tiny_weights, *FAST])
+    assert code == 0, capsys.readouterr().err
+    assert sorted(p.stem for p in out.glob("*.png")) == [f"shot_{t}" for t in range(5)]
+    np.testing.assert_array_equal(read_label_image(out / "shot_2.png"), read_label_image(tmp_path / "mask.png"))
+    np.testing.assert_array_equal(read_label_image(out / "shot_4.png"), later)
+    assert len((out / "attention.csv").read_text().splitlines()) == 6
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--mask", "{mask}", "--frame", "1", "--mask", "{mask}"], "--frame: 2 --mask and 1 --frame"),
+        (["--mask", "{mask}", "--mask", "{mask}"], "--frame: 2 masks were given"),
+        (["--mask", "{mask}", "--frame", "3", "--mask", "{mask}", "--frame", "3"], "--frame 3: given for more"),
+        (["--mask", "{mask}", "--frame", "5"], "--frame 5: out of range, the video has 5 frames"),
+        (["--mask", "{mask}", "--out", "{file}"], "--out {file} is a file"),
+        (["--mask", "{mask}", "--flow-out", "{file}"], "--flow-out {file} is a file"),
+        (["--mask", "{mask}", "--session", "{damaged}"], "is damaged"),
+        (["--mask", "{mask}", "--session", "{session}"], "already holds a session"),
+    ],
+)
+def test_propagate_bad_input_is_one_line_before_any_work(tmp_path, frame_folder, tiny_weights, capsys, extra,
+                                                        message):
+    places = {"mask": str(tmp_path / "mask.png"), "file": str(tmp_path / "a_file.txt"),
+              "damaged": str(tmp_path / "damaged"), "session": str(tmp_path / "session")}
+    (tmp_path / "a_file.txt").write_text("keep me")
+    (tmp_path / "damaged").mkdir()
+    (tmp_path / "damaged" / "session.json").write_text("{cut off")
+    (tmp_path / "session").mkdir()
+    (tmp_path / "session" / "session.json").write_text("{}")
+    arguments = [a.format(**places) for a in extra]
+    if "--out" not in arguments:
+        arguments += ["--out", str(tmp_path / "o")]
+    code = main(["propagate", str(frame_folder), *arguments, "--weights", tiny_weights, *FAST])
+    error = capsys.readouterr().err
+    assert code == 2
+    assert error.startswith("segflow: error:") and error.count("\n") == 1
+    assert message.format(**places) in error
+    assert not (tmp_path / "o").exists()
+    assert (tmp_path / "a_file.txt").read_text() == "keep me"
+    assert (tmp_path / "damaged" / "session.json").read_text() == "{cut off"

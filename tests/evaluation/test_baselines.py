@@ -38,6 +38,15 @@ def test_flow_warping_peers_track_a_moving_square(method):
     assert region_similarity(masks[0], masks[5]) < 0.7  # standing still would not do
 
 
+def test_flow_warping_at_a_working_size_returns_frame_sized_masks():
+    frames, masks = _moving_square_video(step=4)
+    results = dict(propagate_by_flow(frames, masks[0], list(range(len(frames))), "dis", working_size=(40, 48)))
+    assert all(labels.shape == (80, 96) for labels in results.values())
+    np.testing.assert_array_equal(results[0], masks[0])
+    assert region_similarity(results[5], masks[5]) > 0.6
+    assert region_similarity(masks[0], masks[5]) < 0.5
+
+
 def test_unknown_method():
     frames, _ = _moving_square_video(2)
     with pytest.raises(SegFlowError, match="unknown flow method"):

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from napari_segflow.data.resolution import WorkingResolution
 from napari_segflow.errors import SegFlowError
@@ -33,3 +34,45 @@ def test_propagate_yields_every_frame_at_video_size(tiny_config, synthetic_clip)
         assert r.flow.shape == (96, 128, 2)
     with pytest.raises(SegFlowError, match="predicts 2 object"):
         next(propagate(net, frames, ObjectChannels((1,)), [0], geometry))
+
+
+def _recording_priors(net):
+    """Wrap ``net.fuse`` to record the prior each frame is given."""
+    seen = []
+    fuse = net.fuse
+
+    def recording(appearance, flow, prior=None):
+        seen.append((None if prior is None else prior.clone(), flow.flow.clone()))
+        return fuse(appearance, flow, prior)
+
+    net.fuse = recording
+    return seen
+
+
+def test_the_annotation_is_the_first_prior_and_each_mask_is_carried_to_the_next_frame(tiny_config, synthetic_clip):
+    from napari_segflow.model.prior import carry_prior, prior_from_labels, prior_from_logits
+
+    frames = (synthetic_clip.frames * 255).astype(np.uint8)
+    start = (synthetic_clip.instances[0] > 0).astype(np.uint8)
+    net = SegFlowNet(tiny_config)
+    geometry = WorkingResolution(96, 128, long_side=128)
+    seen = _recording_priors(net)
+    results = list(propagate(net, frames, ObjectChannels((1,)), [0, 1, 2], geometry, start_labels=start,
+                             refine_edges=False))
+    first = prior_from_labels(geometry.labels_to_network(start), 2)
+    torch.testing.assert_close(seen[0][0], first)
+    torch.testing.assert_close(seen[1][0], carry_prior(first, seen[0][1]))  # the annotation, not the net's guess
+    assert len(results) == 3 and seen[2][0] is not None and not torch.equal(seen[2][0], seen[1][0])
+
+    seen.clear()
+    list(propagate(net, frames, ObjectChannels((1,)), [0, 1, 2], geometry, start_labels=start, bidirectional=True))
+    assert len(seen) == 6
+    for position in range(3):  # the sweep back reads each frame with the prior of the sweep forward
+        torch.testing.assert_close(seen[5 - position][0], seen[position][0].half().float())
+
+    seen.clear()
+    list(propagate(net, frames, ObjectChannels((1,)), [0, 1, 2], geometry, start_labels=start, mask_prior=False))
+    assert [prior for prior, _ in seen] == [None, None, None]
+    seen.clear()
+    list(propagate(net, frames, ObjectChannels((1,)), [0, 1], geometry, start_labels=start, motion_features=False))
+    torch.testing.assert_close(seen[1][0], first)  # not carried: the flow branch saw no motion

@@ -5,6 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
+from napari_segflow.data.io import read_label_image
 from napari_segflow.errors import SegFlowError
 from napari_segflow.inference.propagation import FrameResult
 from napari_segflow.inference.session import SessionSettings, VideoSession
@@ -75,8 +76,11 @@ def test_a_correction_refinetunes_warm_and_repropagates_up_to_the_user_frames(tm
     events = list(session.run())
     steps = [e for e in events if isinstance(e, FinetuneStep)]
     assert len(steps) == settings.correction_steps  # warm-started, short
-    assert sorted(e.index for e in events if isinstance(e, FrameResult)) == [1, 2, 3, 4]
-    np.testing.assert_array_equal(session.labels(3), correction)  # the user's frame is kept as painted
+    results = {e.index: e for e in events if isinstance(e, FrameResult)}
+    assert sorted(results) == [1, 2, 3, 4]
+    # the user's frame is kept as painted: in what the run yielded and in the stored result, not only the annotation
+    np.testing.assert_array_equal(results[3].labels, correction)
+    np.testing.assert_array_equal(read_label_image(session.folder / "results" / "labels" / "00003.png"), correction)
     np.testing.assert_array_equal(session.labels(0), before[0])
     assert any(not torch.equal(weights_before[k], v) for k, v in session.net.state_dict().items())
 

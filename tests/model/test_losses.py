@@ -7,6 +7,7 @@ from scipy import ndimage
 from napari_segflow.model.losses import (
     MULTISCALE_WEIGHTS,
     balanced_cross_entropy,
+    calibrated_segmentation_loss,
     forward_backward_loss,
     multiscale_epe,
     photometric_loss,
@@ -36,6 +37,22 @@ def test_balanced_cross_entropy_single_class_is_plain():
     target = torch.zeros(1, 4, 4, dtype=torch.long)
     value, _ = balanced_cross_entropy(logits, target)
     torch.testing.assert_close(value, torch.nn.functional.cross_entropy(logits, target))
+
+
+def test_calibrated_loss_does_not_reward_over_segmenting_a_small_object():
+    target = torch.zeros(1, 32, 32, dtype=torch.long)
+    target[0, 8:12, 8:12] = 1  # 16 of 1024 pixels
+    exact = torch.full((1, 2, 32, 32), -4.0)
+    exact[:, 0] = 4.0
+    exact[0, :, 8:12, 8:12] *= -1
+    swollen = exact.clone()
+    swollen[0, :, 4:16, 4:16] = exact[0, :, 8:12, 8:12].mean((1, 2))[:, None, None]  # 144 pixels called object
+    value_exact, metrics = calibrated_segmentation_loss(exact, target)
+    value_swollen, _ = calibrated_segmentation_loss(swollen, target)
+    assert value_exact < 0.05 and metrics["dice"] < 0.02
+    assert value_swollen > value_exact + 0.5
+    # the class-balanced loss, by contrast, barely minds the swollen mask
+    assert balanced_cross_entropy(swollen, target)[0] < value_swollen / 3
 
 
 def test_multiscale_epe_of_identical_flows_is_zero():
@@ -98,8 +115,9 @@ def test_forward_backward_loss_is_zero_for_consistent_flows():
     value, metrics = forward_backward_loss(forward, -forward)
     assert value.item() == pytest.approx(0.0, abs=1e-6)
     assert 0 < metrics["occluded_share"] < 0.2  # the bottom rows leave the image
-    bad, _ = forward_backward_loss(forward, forward * 0.8)
-    assert bad.item() == pytest.approx(0.0, abs=1e-6) or bad.item() > 0  # mismatches beyond the test are masked
+    # backward flow pointing the same way: every pixel fails the occlusion test, and masked pixels cost nothing
+    bad, bad_metrics = forward_backward_loss(forward, forward * 0.8)
+    assert bad_metrics["occluded_share"] == 1.0 and bad.item() == 0.0
     slightly, _ = forward_backward_loss(forward, -forward * 0.9)
     assert slightly.item() == pytest.approx(0.2, rel=1e-3)
 

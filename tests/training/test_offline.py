@@ -103,14 +103,17 @@ def test_shipped_stage_configs_load_and_chain():
     from pathlib import Path
 
     configs = Path(__file__).resolve().parents[2] / "configs"
-    stages = [load_train_config(configs / f"{name}.yaml") for name in ("small_1_flow", "small_2_seg")]
-    assert [s.phases for s in stages] == [("flow",), ("seg",)]
-    assert stages[0].init_from is None and stages[1].init_from == f"{stages[0].output}/final.pt"
+    names = ("small_1_flow", "small_2_seg", "small_3_prior")
+    stages = [load_train_config(configs / f"{name}.yaml") for name in names]
+    assert [s.phases for s in stages] == [("flow",), ("seg",), ("seg",)]
+    assert stages[0].init_from is None
+    assert [s.init_from for s in stages[1:]] == [f"{s.output}/final.pt" for s in stages[:-1]]
+    assert stages[2].init_fresh == ("mask_prior.",)  # the only new part
     refinement = load_train_config(configs / "small_flow_unsupervised.yaml")
     assert refinement.init_from == f"{stages[0].output}/final.pt" and refinement.flow_mix["unsupervised"] > 0
     assert all(s.preset == "small" and not set(s.validation) & set(s.held_out) for s in [*stages, refinement])
     script = (configs.parent / "tools" / "train_small.sh").read_text()
-    assert "for stage in small_1_flow small_2_seg; do" in script
+    assert f"for stage in {' '.join(names)}; do" in script
 
 
 def test_frames_and_masks_that_do_not_match_are_refused(davis_folder, tmp_path):

@@ -1,0 +1,74 @@
+"""Mask priors for training: the true masks, deformed the way a carried mask goes wrong (MaskTrack §3.2).
+
+At run time a frame's prior is the previous frame's mask carried by the flow: shifted where the flow erred,
+swollen or thinned at the edges, soft, and missing where the object came in from outside. Training shows the
+network the true mask with these errors drawn at random, so it learns to correct a prior rather than copy it,
+and, with a share of priors dropped, to segment when nothing is known.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from napari_segflow.model.prior import PRIOR_STRIDE, prior_from_labels
+
+
+@dataclass(frozen=True)
+class PriorDeformation:
+    """Ranges of the random errors: shift (share of the image side), scale, rotation (degrees), a smooth
+    non-rigid displacement (share of the image side), edge growth or shrinkage (prior-grid pixels), the share
+    of priors blurred, and of priors dropped (all zeros: unknown)."""
+
+    shift: float = 0.05
+    scale: float = 0.08
+    rotation: float = 8.0
+    warp: float = 0.03
+    edge: int = 2
+    blur_share: float = 0.5
+    drop_share: float = 0.1
+
+
+def deformed_priors(
+    masks: torch.Tensor, classes: int, generator: torch.Generator, ranges: PriorDeformation = PriorDeformation()
+) -> torch.Tensor:
+    """masks (B, T, H, W) class indices -> priors (B, T, K+1, H/4, W/4), each deformed on its own."""
+    batch, steps, height, width = masks.shape
+    count = batch * steps
+    prior = prior_from_labels(masks.reshape(count, height, width), classes)
+    device = prior.device
+
+    def uniform(*shape: int) -> torch.Tensor:
+        return (torch.rand(*shape, generator=generator) * 2 - 1).to(device)
+
+    angle = uniform(count) * ranges.rotation * torch.pi / 180
+    scale = 1 + uniform(count) * ranges.scale
+    theta = torch.zeros(count, 2, 3, device=device)
+    theta[:, 0, 0] = torch.cos(angle) * scale
+    theta[:, 0, 1] = -torch.sin(angle) * scale
+    theta[:, 1, 0] = torch.sin(angle) * scale
+    theta[:, 1, 1] = torch.cos(angle) * scale
+    theta[:, :, 2] = uniform(count, 2) * 2 * ranges.shift
+    grid = F.affine_grid(theta, list(prior.shape), align_corners=False)
+    bumps = uniform(count, 2, 3, 3) * 2 * ranges.warp
+    grid = grid + F.interpolate(bumps, size=prior.shape[-2:], mode="bicubic", align_corners=False).permute(0, 2, 3, 1)
+    moved = F.grid_sample(prior, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+    objects = moved[:, 1:]
+    growth = torch.randint(-ranges.edge, ranges.edge + 1, (count,), generator=generator).tolist()
+    for index, amount in enumerate(growth):
+        if amount > 0:
+            objects[index] = F.max_pool2d(objects[index : index + 1], 2 * amount + 1, 1, amount)[0]
+        elif amount < 0:
+            objects[index] = -F.max_pool2d(-objects[index : index + 1], -2 * amount + 1, 1, -amount)[0]
+    blurred = F.avg_pool2d(objects, 3, 1, 1, count_include_pad=False)
+    blur = (torch.rand(count, generator=generator) < ranges.blur_share).to(device).view(count, 1, 1, 1)
+    objects = torch.where(blur, blurred, objects).clamp(0, 1)
+    total = objects.sum(1, keepdim=True)
+    objects = objects / total.clamp_min(1)
+    prior = torch.cat([1 - objects.sum(1, keepdim=True), objects], dim=1)
+    keep = (torch.rand(count, generator=generator) >= ranges.drop_share).to(device).view(count, 1, 1, 1)
+    prior = prior * keep
+    return prior.reshape(batch, steps, classes, height // PRIOR_STRIDE, width // PRIOR_STRIDE)

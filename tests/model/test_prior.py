@@ -1,0 +1,78 @@
+import pytest
+import torch
+
+from napari_segflow.config import ModelConfig, preset_config
+from napari_segflow.errors import SegFlowError
+from napari_segflow.model.prior import carry_prior, empty_prior, prior_from_labels
+from napari_segflow.model.segflow import SegFlowNet
+from napari_segflow.training.mask_priors import PriorDeformation, deformed_priors
+
+
+def _square_labels(top=16, left=24, size=24, height=64, width=128):
+    labels = torch.zeros(1, height, width, dtype=torch.long)
+    labels[:, top : top + size, left : left + size] = 1
+    return labels
+
+
+def test_prior_from_labels_is_a_pooled_one_hot():
+    prior = prior_from_labels(_square_labels(), 2)
+    assert prior.shape == (1, 2, 16, 32)
+    torch.testing.assert_close(prior.sum(1), torch.ones(1, 16, 32))
+    assert prior[0, 1, 4:10, 6:12].min() == 1 and prior[0, 1].sum() == 36
+
+
+def test_carry_prior_moves_the_mask_with_the_flow():
+    prior = prior_from_labels(_square_labels(), 2)
+    flow = torch.zeros(1, 2, 64, 128)
+    flow[:, 0], flow[:, 1] = 8.0, -4.0  # 2 and -1 cells of the stride-4 grid
+    carried = carry_prior(prior, flow)
+    expected = prior_from_labels(_square_labels(top=12, left=32), 2)
+    torch.testing.assert_close(carried[..., :-1, 2:], expected[..., :-1, 2:])
+    # the bottom row and the two left columns came from outside the image: unknown, not background
+    assert carried[0, :, -1].abs().max() < 1e-5 and carried[0, :, :, :2].abs().max() < 1e-5
+
+
+def test_a_fresh_prior_changes_nothing_and_is_class_agnostic(tiny_config):
+    net = SegFlowNet(tiny_config).eval()
+    image, partner = torch.rand(1, 3, 64, 128), torch.rand(1, 3, 64, 128)
+    prior = prior_from_labels(_square_labels(), 2)
+    with torch.no_grad():
+        without = net.step(image, partner).logits
+        with_prior = net.step(image, partner, prior=prior).logits
+    torch.testing.assert_close(without, with_prior)  # zero-initialised outputs: a warm start keeps its function
+
+    torch.nn.init.normal_(net.mask_prior.correction[-1].weight)
+    net.set_num_objects(2)
+    appearance = net.encode_appearance(image)
+    fine = net.score_heads.fuse4(appearance.s4)
+    three = torch.rand(1, 3, 16, 32).softmax(1)
+    swapped = three[:, [0, 2, 1]]
+    with torch.no_grad():
+        correction = net.mask_prior.score_correction(three, fine)
+        correction_swapped = net.mask_prior.score_correction(swapped, fine)
+    torch.testing.assert_close(correction[:, [0, 2, 1]], correction_swapped)
+
+
+def test_empty_prior_and_config_checks():
+    assert empty_prior(2, 3, (64, 128), torch.zeros(1)).shape == (2, 3, 16, 32)
+    with pytest.raises(SegFlowError, match="fine_scores"):
+        preset_config("small", fine_scores=False)
+    values = preset_config("small").to_dict()
+    del values["mask_prior"]  # a checkpoint saved before the prior existed
+    assert ModelConfig.from_dict(values).mask_prior is False
+
+
+def test_deformed_priors_stay_probabilities_and_err_like_a_carried_mask():
+    masks = _square_labels().repeat(8, 1, 1).reshape(2, 4, 64, 128)
+    exact = deformed_priors(masks, 2, torch.Generator().manual_seed(0),
+                            PriorDeformation(shift=0, scale=0, rotation=0, warp=0, edge=0, blur_share=0, drop_share=0))
+    torch.testing.assert_close(exact[0, 0], prior_from_labels(masks[0, :1], 2)[0])
+
+    priors = deformed_priors(masks.repeat(16, 1, 1, 1), 2, torch.Generator().manual_seed(1))
+    sums = priors.flatten(0, 1).sum(1).flatten(1)
+    kept = sums.max(1).values > 0
+    torch.testing.assert_close(sums[kept], torch.ones_like(sums[kept]))
+    assert 0 < (~kept).float().mean() < 0.25  # about a tenth dropped (all zeros)
+    target = prior_from_labels(masks[0, :1], 2)[0, 1]
+    errors = (priors[:, :, 1].flatten(0, 1)[kept] - target).abs().sum((1, 2))
+    assert errors.min() > 0 and errors.median() < target.sum()  # wrong, but a usable guess
