@@ -112,7 +112,7 @@ def _bench_accuracy(args: argparse.Namespace) -> int:
     def report(name, scores):
         print(f"  {name}: " + ", ".join(f"{m} J={j:.3f}" for m, j in scores.items()), file=sys.stderr)
 
-    print(f"accuracy on {len(sequences)} held-out sequence(s), first-frame mask given ...", file=sys.stderr)
+    print(f"accuracy on {len(sequences)} sequence(s), first-frame mask given ...", file=sys.stderr)
     results = evaluate(net, sequences, methods, config, long_side=args.long_side, progress=report)
     print(accuracy_table(results))
     flow = flow_accuracy(net)

@@ -443,7 +443,10 @@ def write_grey_png(values: np.ndarray, path) -> None:
     from PIL import Image
 
     grey = np.clip(np.asarray(values, np.float32) * 255 + 0.5, 0, 255).astype(np.uint8)
-    _atomic_write(Path(path), lambda target: Image.fromarray(grey, mode="L").save(target, format="PNG"))
+    # the fastest zlib level: written once per propagated frame, where encoding time is frame rate
+    _atomic_write(
+        Path(path), lambda target: Image.fromarray(grey, mode="L").save(target, format="PNG", compress_level=1)
+    )
 
 
 def read_grey_png(path) -> np.ndarray:

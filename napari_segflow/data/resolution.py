@@ -104,3 +104,14 @@ def resize_flow(flow: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return flow.astype(np.float32, copy=False)
     tensor = torch.from_numpy(np.ascontiguousarray(flow, dtype=np.float32)).permute(2, 0, 1)[None]
     return resize_flow_tensor(tensor, size)[0].permute(1, 2, 0).numpy()
+
+
+def resize_map(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """An (h, w) map of values -> (H, W) float32: area-averaged when shrinking, bilinear when growing."""
+    if values.shape == tuple(size):
+        return values.astype(np.float32, copy=False)
+    tensor = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))[None, None]
+    shrinking = size[0] <= values.shape[0] and size[1] <= values.shape[1]
+    if shrinking:
+        return F.interpolate(tensor, size=size, mode="area")[0, 0].numpy()
+    return F.interpolate(tensor, size=size, mode="bilinear", align_corners=False)[0, 0].numpy()

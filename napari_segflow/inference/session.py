@@ -8,7 +8,8 @@ The folder::
     results/labels/<t>.png       propagated labels, written as each frame is produced
     results/flow/<t>.npy         the flow branch's flow (float16, frame pixels) on the working grid it was
                                  computed on (``flow()`` resizes it to the frame), when ``keep_flow``
-    results/confidence/<t>.png   each pixel's largest class probability (8-bit grey), when ``keep_confidence``
+    results/confidence/<t>.png   each pixel's largest class probability (8-bit grey) on the working grid
+                                 (``confidence()`` resizes it to the frame), when ``keep_confidence``
     finetuned.pt                 the fine-tuned weights (strict checkpoint)
     undo/<serial>/               what each change overwrote (see ``journal.py``)
 
@@ -43,13 +44,14 @@ from napari_segflow.data.io import (
     write_npy,
     write_text,
 )
-from napari_segflow.data.resolution import DEFAULT_LONG_SIDE, WorkingResolution, resize_flow
+from napari_segflow.data.resolution import DEFAULT_LONG_SIDE, WorkingResolution, resize_flow, resize_map
 from napari_segflow.device import choose_device, is_out_of_memory, out_of_memory_error, place_model
 from napari_segflow.errors import SegFlowError
 from napari_segflow.inference.journal import Entry, Journal
 from napari_segflow.inference.propagation import FrameResult, frame_order, propagate
 from napari_segflow.model.segflow import SegFlowNet
 from napari_segflow.objects import ObjectChannels
+from napari_segflow.training.mask_priors import PriorDeformation
 from napari_segflow.training.online import FinetuneConfig, FinetuneStep, finetune, prepare_annotations
 
 SESSION_FILE = "session.json"
@@ -83,6 +85,8 @@ class SessionSettings:
         tune = dict(values.pop("finetune"))
         tune["affine"] = AffineRanges(**_tuples(tune["affine"]))
         tune["deformation"] = DeformationRanges(**_tuples(tune["deformation"]))
+        if "prior_deformation" in tune:  # sessions saved before the mask prior have none: the default
+            tune["prior_deformation"] = PriorDeformation(**tune["prior_deformation"])
         return cls(finetune=FinetuneConfig(**tune), **values)
 
     def first_finetune(self) -> FinetuneConfig:
@@ -269,7 +273,7 @@ class VideoSession:
         probability; 1 on the user's frames), or None."""
         self._check_index(index, "frame")
         path = self.folder / "results" / "confidence" / _frame_file(index, ".png")
-        return read_grey_png(path) if path.is_file() else None
+        return resize_map(read_grey_png(path), self.frames.shape[1:3]) if path.is_file() else None
 
     def labels_volume(self) -> np.ndarray:
         """(T, H, W) uint8: every frame's labels, 0 where there is no result yet."""
@@ -403,7 +407,8 @@ class VideoSession:
                 entry.write(f"results/flow/{_frame_file(index, '.npy')}",
                             lambda path: write_npy(result.working_flow.astype(np.float16), path))
             if self.settings.keep_confidence:
-                confidence = result.probabilities.max(0)
+                # on the working grid, like the flow: a quarter of the pixels to encode at 854x480
+                confidence = resize_map(result.probabilities.max(0), self.geometry.scaled)
                 entry.write(f"results/confidence/{_frame_file(index, '.png')}",
                             lambda path: write_grey_png(confidence, path))
         except OSError as error:

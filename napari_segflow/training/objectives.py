@@ -19,7 +19,7 @@ from napari_segflow.model.losses import (
 )
 from napari_segflow.model.correlation import matching_loss
 from napari_segflow.model.segflow import SegFlowNet
-from napari_segflow.training.mask_priors import deformed_priors
+from napari_segflow.training.mask_priors import PriorDeformation, deformed_priors
 from napari_segflow.model.warp import backward_warp, forward_backward_occlusion
 
 #: Weight of the matching loss (cross-entropy of each cost volume against the true displacement) beside the EPE.
@@ -69,10 +69,15 @@ class SegmentationObjective(nn.Module):
     ``flow_gradients`` False: see SegFlowNet.segment_clip."""
 
     def __init__(
-        self, net: SegFlowNet, prior_generator: torch.Generator | None = None, flow_gradients: bool = True
+        self,
+        net: SegFlowNet,
+        prior_generator: torch.Generator | None = None,
+        flow_gradients: bool = True,
+        prior_deformation: PriorDeformation = PriorDeformation(),
     ) -> None:
         super().__init__()
         self.net = net
+        self.prior_deformation = prior_deformation
         self.flow_gradients = flow_gradients
         # the caller owns the generator, so a resumed training draws the priors it would have drawn
         self.prior_generator = prior_generator if prior_generator is not None else torch.Generator().manual_seed(0)
@@ -83,7 +88,9 @@ class SegmentationObjective(nn.Module):
         """frames (B, T, 3, H, W); masks (B, T, H, W) class indices; partners: see SegFlowNet.segment_clip."""
         priors = None
         if self.net.mask_prior is not None:
-            priors = deformed_priors(masks, self.net.config.num_classes, self.prior_generator).to(frames.dtype)
+            priors = deformed_priors(
+                masks, self.net.config.num_classes, self.prior_generator, self.prior_deformation
+            ).to(frames.dtype)
         clip = self.net.segment_clip(frames, bidirectional=bidirectional, partners=partners, priors=priors,
                                        flow_gradients=self.flow_gradients)
         criterion = calibrated_segmentation_loss if priors is not None else balanced_cross_entropy

@@ -324,3 +324,16 @@ def test_a_full_disk_stops_the_run_with_a_clear_message_and_keeps_what_was_writt
     monkeypatch.setattr(session_module, "write_npy", original)
     reopened = VideoSession.open(tmp_path / "s", video=frames, weights=base)
     assert reopened.result_frames == [0, 1]
+
+
+def test_a_session_saved_before_the_mask_prior_opens_with_the_default_fine_tune(tmp_path, video, settings, base):
+    frames, masks = video
+    VideoSession(frames, tmp_path / "s", weights=base, settings=settings).close()
+    state_path = tmp_path / "s" / "session.json"
+    state = json.loads(state_path.read_text())
+    del state["settings"]["finetune"]["prior_deformation"]
+    del state["settings"]["keep_confidence"]
+    state_path.write_text(json.dumps(state))
+    reopened = VideoSession.open(tmp_path / "s", video=frames, weights=base)
+    assert reopened.settings.finetune.prior_deformation == FinetuneConfig().prior_deformation
+    assert reopened.settings.finetune.prior_deformation.drop_share == 1.0 and reopened.settings.keep_confidence
