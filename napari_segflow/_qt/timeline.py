@@ -1,4 +1,5 @@
-"""The attention timeline: one bar per frame, as tall as the frame's attention score; a click picks a frame."""
+"""The attention timeline: one bar per frame, as tall as the frame's attention score (relative to the highest);
+a click picks a frame."""
 
 from __future__ import annotations
 
@@ -55,13 +56,16 @@ class AttentionTimeline(QWidget):
         painter = QPainter(self)
         width, height = self.width(), self.height()
         step = width / self.count
+        # bars relative to the highest score (at least 0.05, so that a calm video stays calm): what matters is
+        # which frames stand out
+        scale = max([0.05, *self.scores.values()])
         for frame in range(self.count):
             score = self.scores.get(frame)
             left = frame * step
             if score is None:
                 painter.fillRect(QRectF(left, height - 1, max(step - 1, 1), 1), EMPTY_COLOUR)
             else:
-                top = height * (1 - min(max(score, 0.0), 1.0))
+                top = height * (1 - min(max(score / scale, 0.0), 1.0))
                 painter.fillRect(QRectF(left, top, max(step - 1, 1), max(height - top, 1)), BAR_COLOUR)
         painter.fillRect(QRectF(self.current * step, 0, max(step, 2), 3), CURRENT_COLOUR)
         painter.end()
