@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from napari_segflow.data.io import FrameStack
+
 #: Pixels between two arrows of the flow grid.
 ARROW_SPACING = 24
 
 
-class ConfidenceFrames:
+class ConfidenceFrames(FrameStack):
     """(T, H, W) float32 in [0, 1]: each frame's confidence from the session folder (0 where there is none yet),
     read when the viewer asks for the frame, so a long video costs no memory."""
 
@@ -20,27 +22,9 @@ class ConfidenceFrames:
         self.session = session
         self.shape = tuple(session.frames.shape[:3])
 
-    def __len__(self) -> int:
-        return self.shape[0]
-
     def frame(self, index: int) -> np.ndarray:
-        confidence = self.session.confidence(index)
+        confidence = self.session.confidence(index % self.shape[0])
         return confidence if confidence is not None else np.zeros(self.shape[1:], np.float32)
-
-    def __getitem__(self, key):
-        if not isinstance(key, tuple):
-            key = (key,)
-        first, rest = key[0], key[1:]
-        if isinstance(first, (int, np.integer)):
-            out = self.frame(int(first) % self.shape[0])
-            return out[rest] if rest else out
-        indices = np.arange(self.shape[0])[first]
-        stacked = np.stack([self.frame(int(i)) for i in np.atleast_1d(indices)])
-        return stacked[(slice(None), *rest)] if rest else stacked
-
-    def __array__(self, dtype=None, copy=None):
-        array = self[:]
-        return array.astype(dtype) if dtype is not None else array
 
 
 def flow_arrows(flow: np.ndarray | None, spacing: int = ARROW_SPACING) -> np.ndarray:

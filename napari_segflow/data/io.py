@@ -65,7 +65,35 @@ def read_image(path) -> np.ndarray:
         raise SegFlowError(f"{path}: cannot read this image ({error})") from error
 
 
-class VideoFrames:
+class FrameStack:
+    """A lazy (T, ...) stack indexed like a numpy array: subclasses give ``shape`` and read one frame in
+    ``frame(index)``; only the frames asked for are read."""
+
+    shape: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def frame(self, index: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def __getitem__(self, key):
+        if not isinstance(key, tuple):
+            key = (key,)
+        first, rest = key[0], key[1:]
+        if isinstance(first, (int, np.integer)):
+            out = self.frame(int(first))
+            return out[rest] if rest else out
+        indices = np.arange(self.shape[0])[first]
+        stacked = np.stack([self.frame(int(i)) for i in np.atleast_1d(indices)])
+        return stacked[(slice(None), *rest)] if rest else stacked
+
+    def __array__(self, dtype=None, copy=None):
+        array = self[:]
+        return array.astype(dtype) if dtype is not None else array
+
+
+class VideoFrames(FrameStack):
     """A lazy (T, H, W, 3) uint8 video. Index it like a numpy array; only the frames asked for are read.
 
     ``names`` are per-frame stems (the file names for a folder of images, else 00000, 00001, ...).
@@ -80,9 +108,6 @@ class VideoFrames:
         self.source = source
         self.shape = (count, height, width, 3)
         self.names = list(names) if names is not None else [f"{i:05d}" for i in range(count)]
-
-    def __len__(self) -> int:
-        return self.shape[0]
 
     def _read(self, index: int) -> np.ndarray:
         raise NotImplementedError
@@ -100,21 +125,6 @@ class VideoFrames:
                 f"the video is {self.shape[2]}x{self.shape[1]}"
             )
         return frame
-
-    def __getitem__(self, key):
-        if not isinstance(key, tuple):
-            key = (key,)
-        first, rest = key[0], key[1:]
-        if isinstance(first, (int, np.integer)):
-            out = self.frame(int(first))
-            return out[rest] if rest else out
-        indices = np.arange(self.shape[0])[first]
-        stacked = np.stack([self.frame(int(i)) for i in np.atleast_1d(indices)])
-        return stacked[(slice(None), *rest)] if rest else stacked
-
-    def __array__(self, dtype=None, copy=None):
-        array = self[:]
-        return array.astype(dtype) if dtype is not None else array
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.source!r}, shape={self.shape})"

@@ -8,7 +8,7 @@ stages. Times are wall-clock on the CPU (its ops are synchronous), in millisecon
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from torch.profiler import ProfilerActivity, profile, record_function
@@ -66,11 +66,10 @@ def profile_finetune(
     time: the loop's phases, and within the forward the network's stages."""
     config = config or FinetuneConfig()
     warm = copy.deepcopy(net)
-    for _ in finetune(warm, frames, {0: mask}, config=FinetuneConfig(**{**config.__dict__, "steps": 2,
-                                                                        "time_budget": None})):
+    for _ in finetune(warm, frames, {0: mask}, config=replace(config, steps=2, time_budget=None)):
         pass
     named = _named_stages(net)
-    run_config = FinetuneConfig(**{**config.__dict__, "steps": steps, "time_budget": None})
+    run_config = replace(config, steps=steps, time_budget=None)
     with profile(activities=[ProfilerActivity.CPU]) as profiler:
         for _ in finetune(named, frames, {0: mask}, config=run_config):
             pass
