@@ -35,6 +35,7 @@ from qtpy.QtWidgets import (
 
 from napari_segflow._qt.timeline import AttentionTimeline
 from napari_segflow.annotate.annotator import OUTPUT, Annotator
+from napari_segflow.annotate.first_mask_tools import FirstMaskTools
 from napari_segflow.annotate.progress import FINETUNE
 from napari_segflow.device import DEVICE_CHOICES
 from napari_segflow.errors import SegFlowError
@@ -42,7 +43,7 @@ from napari_segflow.errors import SegFlowError
 #: (action, button text, key, what it does): the keys are bound on the viewer while the widget is open.
 ACTIONS = (
     ("run", "Fine-tune && propagate", "Alt-R",
-     "Learn from every painted frame, then propagate what changed up to the neighbouring painted frames"),
+     "Learn from every painted frame, then propagate what changed over the frames nearest to it"),
     ("finetune", "Fine-tune", "Alt-T", "Fine-tune on the painted frames only"),
     ("backward", "◀ Backward", "Alt-Left", "Propagate from the current frame to the first"),
     ("both", "◀ Both ▶", "Alt-B", "Propagate from the current frame both ways"),
@@ -58,6 +59,7 @@ class SegFlowWidget(QWidget):
         self.viewer = napari_viewer
         self.annotator = annotator or Annotator(napari_viewer)
         self.annotator.on_painted = self._show_user_frames
+        self.first_mask = FirstMaskTools(self.annotator)
         self.worker = None
         self.job = None
         self._bars: dict[str, progress] = {}
@@ -95,6 +97,14 @@ class SegFlowWidget(QWidget):
         self.save_button.clicked.connect(lambda: self.save_session())
         self.open_button = QPushButton("Open session…", toolTip="Reopen a saved session")
         self.open_button.clicked.connect(lambda: self.open_session())
+
+        self.box_button = QPushButton("Box", toolTip="Draw a rectangle around the object on the frame on screen")
+        self.box_button.clicked.connect(self._draw_box)
+        self.strokes_button = QPushButton("Strokes", toolTip="Paint strokes: label 1 on the object, 2 on the background")
+        self.strokes_button.clicked.connect(self._paint_strokes)
+        self.make_mask_button = QPushButton("Make mask", toolTip="The frame's mask from its box and strokes, onto "
+                                                                 "the annotation layer (Ctrl-Z takes it back)")
+        self.make_mask_button.clicked.connect(self.make_first_mask)
 
         self.bar = QProgressBar(textVisible=False)
         self.status = QLabel("Paint the object on a frame, then press Fine-tune & propagate.", wordWrap=True)
@@ -137,6 +147,10 @@ class SegFlowWidget(QWidget):
         form.addRow(self.follow)
         form.addRow(self.confidence)
         form.addRow(self.arrows)
+        first = QGroupBox("First mask from a box or strokes")
+        first_row = QHBoxLayout(first)
+        for button in (self.box_button, self.strokes_button, self.make_mask_button):
+            first_row.addWidget(button)
         grid = QGridLayout()
         grid.addWidget(self.buttons["run"], 0, 0, 1, 3)
         grid.addWidget(self.buttons["finetune"], 1, 0, 1, 3)
@@ -151,6 +165,7 @@ class SegFlowWidget(QWidget):
         outer = QVBoxLayout(self)
         outer.addLayout(layers)
         outer.addWidget(settings)
+        outer.addWidget(first)
         outer.addLayout(grid)
         outer.addWidget(self.bar)
         outer.addWidget(self.status)
@@ -316,6 +331,43 @@ class SegFlowWidget(QWidget):
         self.status.setText(f"{action}: starting…")
         self.worker.start()
 
+    def _draw_box(self) -> None:
+        self.first_mask.box_layer()
+        self.status.setText("Draw a rectangle around the object, then press Make mask.")
+
+    def _paint_strokes(self) -> None:
+        try:
+            self.first_mask.strokes_layer()
+        except SegFlowError as error:
+            show_error(str(error))
+            return
+        self.status.setText("Paint label 1 on the object and label 2 on the background, then press Make mask.")
+
+    def make_first_mask(self) -> None:
+        """The frame on screen's mask from its box and strokes, made on a worker thread; written onto the
+        annotation layer when it comes back. Errors change nothing."""
+        if self.worker is not None:
+            return
+        try:
+            request = self.first_mask.request()
+        except SegFlowError as error:
+            show_error(str(error))
+            return
+        self.worker = create_worker(self.first_mask.make, request, _start_thread=False, _ignore_errors=True)
+        self.worker.returned.connect(lambda mask: self._first_mask_made(request, mask))
+        self.worker.errored.connect(self._on_error)
+        self.worker.finished.connect(self._on_finished)
+        self._set_running(True)
+        self._cancelled = self._failed = False
+        self.status.setText(f"Making the mask of frame {request.frame}…")
+        self.worker.start()
+
+    def _first_mask_made(self, request, mask) -> None:
+        layer = self.first_mask.apply(request, mask)
+        self._fill_annotations_selecting(layer)
+        self.status.setText(f"Mask of frame {request.frame} on {layer.name!r}: touch it up if needed, then press "
+                            "Fine-tune & propagate.")
+
     def cancel(self) -> None:
         if self.worker is not None:
             self._cancelled = True
@@ -362,6 +414,7 @@ class SegFlowWidget(QWidget):
         self.status.setText(f"Stopped: {error}. What was done is kept; Undo takes it back.")
 
     def _on_finished(self) -> None:
+        finished_job = self.job
         if self.job is not None:
             self.job.close()
         phase = next(reversed(self._bars), None)
@@ -372,7 +425,7 @@ class SegFlowWidget(QWidget):
         self._set_running(False)
         if self._cancelled:
             self.status.setText("Cancelled. What was done is kept; Undo takes it back.")
-        elif not self._failed:
+        elif not self._failed and finished_job is not None:
             done = {None: "Nothing to do: no frame changed since the last run.",
                     FINETUNE: "Fine-tuned. Propagate to fill the masks."}
             self.status.setText(done.get(phase, f"Done. {self.status.text()}"))
@@ -393,6 +446,7 @@ class SegFlowWidget(QWidget):
 
     def _set_running(self, running: bool) -> None:
         for widget in (*self.buttons.values(), self.save_button, self.open_button, self.video_box,
+                       self.box_button, self.strokes_button, self.make_mask_button,
                        self.annotation_box, self.new_annotation, self.device_box, self.budget, self.long_side,
                        self.two_way):
             widget.setEnabled(not running)

@@ -22,12 +22,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="segflow", description="SegFlow video object segmentation and optical flow.")
     commands = parser.add_subparsers(dest="command", required=True)
     bench = commands.add_parser("bench", help="speed and accuracy beside classical peers, in one run")
-    bench.add_argument("--part", choices=["engine", "long", "model", "accuracy", "finetune", "flow"], default="engine",
+    bench.add_argument("--part", choices=["engine", "long", "model", "accuracy", "finetune", "flow", "interactive", "box"], default="engine",
                        help="engine: the session (fine-tune + propagate) vs DIS and Farneback warping on held-out "
                             "real and synthetic clips; long: a long 854x480 video's frames/s and peak memory; "
                             "model: speed of both presets; accuracy: the model card's ablations; "
                             "finetune: one default fine-tune's time and memory; flow: end-point error on pairs "
-                            "with exact flow beside DIS, Farneback and zero flow (default: engine)")
+                            "with exact flow beside DIS, Farneback and zero flow; interactive: a simulated "
+                            "annotator correcting one frame a round, three ways of choosing it, beside DIS "
+                            "warping restarted at each correction; box: first masks from a box (and simulated strokes) "
+                            "against the true first masks, and whole runs started from them (default: engine)")
     bench.add_argument("--presets", nargs="+", default=["small", "paper"], choices=["small", "paper"])
     bench.add_argument("--repeats", type=int, default=10, help="timed forward passes per preset (default: 10)")
     bench.add_argument("--clips", type=int, default=4, help="synthetic clips (default: 4)")
@@ -47,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "start with '-', so name them as --methods=-ref (repeatable)")
     bench.add_argument("--finetune-steps", type=int, default=150)
     bench.add_argument("--finetune-seconds", type=float, default=60.0)
+    bench.add_argument("--rounds", type=int, default=5, help="--part interactive: correction rounds (default: 5)")
+    bench.add_argument("--plot", help="--part interactive: also draw J&F against rounds in this PNG")
     bench.add_argument("--json", help="also write the results as JSON here")
     bench.add_argument("--video", default="sample_data/bear/bear.mp4", help="video for --part finetune and long")
     bench.add_argument("--mask", default="sample_data/bear/first_frame_mask.png", help="its first-frame mask")
@@ -84,11 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
         "propagate", help="fine-tune on the annotated frames, propagate from each to its neighbours both ways"
     )
     propagate.add_argument("video", help="a video file, a folder of frames, a TIFF stack or a .npy array")
-    propagate.add_argument("--mask", required=True, action="append",
+    propagate.add_argument("--mask", action="append",
                            help="label image of an annotated frame (ids are objects); repeatable, each followed by "
                                 "its --frame")
+    propagate.add_argument("--box", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"),
+                           help="instead of --mask: a box around the one object on --frame (pixels, x1 and y1 "
+                                "exclusive); the first mask is made from it (box, colour and the network)")
     propagate.add_argument("--frame", type=int, action="append",
-                           help="the frame the --mask before it belongs to (default for a single mask: 0)")
+                           help="the frame the --mask before it (or the --box) belongs to (default for one: 0)")
     propagate.add_argument("--out", required=True, help="folder for one indexed PNG per frame")
     propagate.add_argument("--flow-out", help="folder for one .flo file per frame (flow to the next frame)")
     propagate.add_argument("--session", help="keep the session (annotations, results, weights) in this folder")

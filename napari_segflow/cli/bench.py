@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from napari_segflow.cli.video import session_settings
+from napari_segflow.errors import SegFlowError
 
 def run_bench(args: argparse.Namespace) -> int:
     import torch
@@ -28,6 +29,10 @@ def run_bench(args: argparse.Namespace) -> int:
         return _bench_long(args)
     if args.part == "flow":
         return _bench_flow(args)
+    if args.part == "interactive":
+        return _bench_interactive(args)
+    if args.part == "box":
+        return _bench_box(args)
     print(f"benchmarking the model ({', '.join(args.presets)}) ...", file=sys.stderr)
     timings = benchmark_model(tuple(args.presets), repeats=args.repeats, long_side=args.long_side)
     print("benchmarking synthetic data ...", file=sys.stderr)
@@ -143,6 +148,59 @@ def _bench_engine(args: argparse.Namespace) -> int:
 
     print(f"engine benchmark on {len(cases)} clip(s) ...", file=sys.stderr)
     print(engine_table(benchmark_engine(cases, args.weights, session_settings(args, keep_flow=True), progress=report)))
+    return 0
+
+
+def _bench_interactive(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
+    import numpy as np
+
+    from napari_segflow.evaluation.interactive import interactive_table, plot_rounds, simulate_peer, simulate_session
+    from napari_segflow.training.davis import HELD_OUT, find_sequences
+
+    if args.rounds < 1:
+        raise SegFlowError(f"--rounds must be at least 1, got {args.rounds}")
+    settings = session_settings(args, keep_flow=True)
+    sequences = find_sequences(args.davis_root, names=args.sequences or list(HELD_OUT))
+
+    def report(case, method, strategy, result):
+        chosen = "" if result.frame is None else f", frame {result.frame}"
+        print(f"  {case} {method} {strategy} round {result.index}{chosen}: J {result.j:.3f} F {result.f:.3f} "
+              f"({result.seconds:.1f} s)", file=sys.stderr)
+
+    print(f"simulated annotator on {len(sequences)} sequence(s), {args.rounds} rounds ...", file=sys.stderr)
+    runs = []
+    for sequence in sequences:
+        truths = np.stack([(sequence.mask(i) > 0).astype(np.uint8) for i in range(len(sequence))])
+        runs += simulate_session(sequence.frames, truths, args.weights, settings, args.rounds, case=sequence.name,
+                                 progress=report)
+        runs += simulate_peer(sequence.frames, truths, args.rounds, case=sequence.name, progress=report)
+    print(interactive_table(runs))
+    if args.plot:
+        plot_rounds(runs, args.plot)
+    if args.json:
+        Path(args.json).write_text(json.dumps([asdict(run) for run in runs], indent=1))
+    return 0
+
+
+def _bench_box(args: argparse.Namespace) -> int:
+    from napari_segflow.checkpoint import load_checkpoint
+    from napari_segflow.evaluation.first_masks import benchmark_first_masks, first_mask_table
+    from napari_segflow.training.davis import HELD_OUT, find_sequences
+
+    net, _ = load_checkpoint(args.weights)
+    sequences = find_sequences(args.davis_root, names=args.sequences or list(HELD_OUT))
+
+    def report(result):
+        print(f"  {result.case}: IoU {', '.join(f'{v:.3f}' for v in result.iou)} (filled box {result.filled_box_iou:.3f}),"
+              f" run J {result.run_j:.3f} F {result.run_f:.3f}", file=sys.stderr)
+
+    print(f"first masks from a box on {len(sequences)} sequence(s) ...", file=sys.stderr)
+    results = benchmark_first_masks(sequences, net, args.weights, session_settings(args, keep_flow=False),
+                                    progress=report)
+    print(first_mask_table(results))
     return 0
 
 

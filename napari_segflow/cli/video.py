@@ -59,13 +59,24 @@ def run_propagate(args: argparse.Namespace) -> int:
     if args.session:
         _checked_new_session_folder(args.session)
     video = open_video(args.video)
-    frames = annotated_frames(args.mask, args.frame, len(video))
-    annotations = {}
-    for path, index in zip(args.mask, frames):
-        try:
-            annotations[index] = read_annotation(path, video.shape[1:3])
-        except SegFlowError as error:
-            raise SegFlowError(f"--mask {path} (frame {index}): {error}") from error
+    if args.box is not None:
+        annotations = {}
+        if args.mask:
+            raise SegFlowError("--box: give the first mask as --mask or as --box, not both")
+        if args.frame and len(args.frame) > 1:
+            raise SegFlowError(f"--frame: one --box was given with {len(args.frame)} --frame; give one")
+        (index,) = annotated_frames(["--box"], args.frame, len(video))
+        annotations[index] = box_annotation(video[index], args.box, args.weights, args.long_side)
+    elif not args.mask:
+        raise SegFlowError("--mask: give the annotated frame's label image (--mask A.png), or a box (--box X0 Y0 X1 Y1)")
+    else:
+        frames = annotated_frames(args.mask, args.frame, len(video))
+        annotations = {}
+        for path, index in zip(args.mask, frames):
+            try:
+                annotations[index] = read_annotation(path, video.shape[1:3])
+            except SegFlowError as error:
+                raise SegFlowError(f"--mask {path} (frame {index}): {error}") from error
     settings = session_settings(args, keep_flow=False, bidirectional=args.bidirectional)
     with VideoSession(args.video, args.session, weights=args.weights, settings=settings) as session:
         session.add_annotations(annotations)
@@ -82,6 +93,26 @@ def run_propagate(args: argparse.Namespace) -> int:
     print(f"wrote {written} masks to {out}" + (f" and {written} flow fields to {flow_out}" if flow_out else "")
           + f"; frames most worth a look: {worst} ({out / ATTENTION_FILE})")
     return 0
+
+
+def box_annotation(frame, corners: list[float], weights, long_side: int):
+    """The first mask (object id 1) made from ``--box`` on ``frame``, with the network of ``weights``."""
+    from napari_segflow.checkpoint import load_checkpoint
+    from napari_segflow.errors import SegFlowError
+    from napari_segflow.inference.first_mask import Box, first_mask
+
+    try:
+        box = Box(*corners)
+        box.clipped(frame.shape[:2])
+    except SegFlowError as error:
+        raise SegFlowError(f"--box: {error}") from error
+    net, _ = load_checkpoint(weights)
+    mask = first_mask(frame, box, net=net, long_side=long_side)
+    if not mask.any():
+        raise SegFlowError(f"--box {box.describe()}: no object found in the box; draw it around the object or give "
+                           "a --mask")
+    print(f"first mask from the box {box.describe()}: {int(mask.sum())} pixels", file=sys.stderr)
+    return mask.astype("uint8")
 
 
 #: Beside the masks: each frame's attention score (inference/attention.py), the frames most worth a look first.

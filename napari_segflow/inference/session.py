@@ -48,7 +48,7 @@ from napari_segflow.data.resolution import DEFAULT_LONG_SIDE, WorkingResolution,
 from napari_segflow.device import choose_device, is_out_of_memory, out_of_memory_error, place_model
 from napari_segflow.errors import SegFlowError
 from napari_segflow.inference.journal import Entry, Journal
-from napari_segflow.inference.propagation import FrameResult, frame_order, propagate
+from napari_segflow.inference.propagation import FrameResult, correction_orders, frame_order, propagate
 from napari_segflow.model.segflow import SegFlowNet
 from napari_segflow.objects import ObjectChannels
 from napari_segflow.training.mask_priors import PriorDeformation
@@ -434,19 +434,10 @@ class VideoSession:
 
     def pending_ranges(self) -> list[list[int]]:
         """The frame orders ``run()`` would propagate: from every annotation made or changed since the last
-        propagation, forward up to the next user-made frame (or the end) and backward down to the previous
-        one (or the start); user-made frames at the far ends are not visited."""
+        propagation, over the frames nearer to it than to any other user frame (``correction_orders``)."""
         annotated = sorted(self.annotations)
         changed = [t for t in annotated if self._propagated_from.get(t) != _digest(self.annotations[t])]
-        orders = []
-        for k in changed:
-            later = [t for t in annotated if t > k]
-            earlier = [t for t in annotated if t < k]
-            orders.append(list(range(k, later[0] if later else len(self))))
-            backward = list(range(k, earlier[-1] if earlier else -1, -1))
-            if len(backward) > 1:
-                orders.append(backward)
-        return orders
+        return correction_orders(annotated, changed, len(self))
 
     def run(self) -> Iterator[FinetuneStep | FrameResult]:
         """Fine-tune if the annotations changed since the last fine-tune, then propagate the pending ranges;

@@ -261,3 +261,53 @@ def test_the_confidence_and_arrow_layers_appear_and_follow_the_run(qtbot, widget
     np.testing.assert_array_equal(layers[ARROWS].data, flow_arrows(session.flow(3)))
     widget.arrows.setChecked(False)
     assert ARROWS not in layers and CONFIDENCE in layers
+
+
+def rectangle(frame: int, y0, x0, y1, x1) -> np.ndarray:
+    """A rectangle's four corners on ``frame``, as drawing one on a 3D Shapes layer leaves them."""
+    return np.array([[frame, y0, x0], [frame, y0, x1], [frame, y1, x1], [frame, y1, x0]], float)
+
+
+def _first_mask_done(qtbot, widget) -> None:
+    widget.make_first_mask()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+
+
+def test_a_box_becomes_the_frames_mask_on_the_annotation_layer(qtbot, widget, clip):
+    viewer = widget.viewer
+    truth = first_object(clip[1], frame=2)
+    ys, xs = np.nonzero(truth)
+    viewer.dims.set_current_step(0, 2)
+    layer = widget.first_mask.box_layer()
+    assert layer.mode == "add_rectangle" and viewer.layers.selection.active is layer
+    layer.add_rectangles(rectangle(2, ys.min(), xs.min(), ys.max() + 1, xs.max() + 1))
+    annotation = widget.annotator.use_annotation(None)
+    annotation.data[0, :5, :5] = 3  # another frame's paint stays
+    _first_mask_done(qtbot, widget)
+    made = np.asarray(annotation.data[2]) > 0
+    assert made.any() and not made[: ys.min()].any() and not made[ys.max() + 1:].any()
+    assert (made & (truth > 0)).sum() / (made | (truth > 0)).sum() > 0.5
+    assert annotation.data[0, 0, 0] == 3
+    assert 2 in widget.annotator.user_frames()  # an undoable paint: read at the next run like one
+    annotation.undo()
+    assert not np.asarray(annotation.data[2]).any()
+
+
+def test_a_box_outside_the_frame_or_one_kind_of_stroke_changes_nothing(qtbot, widget, clip):
+    viewer = widget.viewer
+    viewer.dims.set_current_step(0, 0)
+    annotation = widget.annotator.use_annotation(None)
+    before = np.asarray(annotation.data).copy()
+    widget.make_first_mask()
+    assert "no box and no strokes" in last_error() and widget.worker is None
+    widget.first_mask.box_layer().add_rectangles(rectangle(0, 200, 300, 240, 400))
+    _first_mask_done(qtbot, widget)
+    assert "outside" in last_error()
+    widget.viewer.layers.remove(widget.first_mask.box_layer())
+    strokes = widget.first_mask.strokes_layer()
+    assert strokes.selected_label == 1 and viewer.layers.selection.active is strokes
+    strokes.data[0, 40:45, 40:45] = 1
+    _first_mask_done(qtbot, widget)
+    assert "no background strokes" in last_error()
+    np.testing.assert_array_equal(np.asarray(annotation.data), before)
+    assert strokes not in widget.annotator.annotation_candidates(widget.annotator.video_layer)

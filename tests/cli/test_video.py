@@ -104,6 +104,21 @@ def test_propagate_takes_several_annotated_frames_and_keeps_each(tmp_path, frame
     assert len((out / "attention.csv").read_text().splitlines()) == 6
 
 
+def test_propagate_from_a_box_makes_the_first_mask_then_runs(tmp_path, frame_folder, synthetic_clip, tiny_weights,
+                                                            capsys):
+    ys, xs = np.nonzero(synthetic_clip.instances[2] == synthetic_clip.target_id)
+    out = tmp_path / "masks"
+    code = main(["propagate", str(frame_folder), "--box", str(xs.min()), str(ys.min()), str(xs.max() + 1),
+                 str(ys.max() + 1), "--frame", "2", "--out", str(out), "--weights", tiny_weights, *FAST])
+    error = capsys.readouterr().err
+    assert code == 0, error
+    assert "first mask from the box" in error
+    first = read_label_image(out / "shot_2.png")
+    assert set(np.unique(first)) == {0, 1}
+    assert not first[: ys.min()].any() and not first[:, xs.max() + 1:].any()
+    assert sorted(p.stem for p in out.glob("*.png")) == [f"shot_{t}" for t in range(5)]
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
@@ -115,6 +130,11 @@ def test_propagate_takes_several_annotated_frames_and_keeps_each(tmp_path, frame
         (["--mask", "{mask}", "--flow-out", "{file}"], "--flow-out {file} is a file"),
         (["--mask", "{mask}", "--session", "{damaged}"], "is damaged"),
         (["--mask", "{mask}", "--session", "{session}"], "already holds a session"),
+        ([], "--mask: give the annotated frame's label image"),
+        (["--box", "10", "10", "10", "40"], "--box: box (10, 10)-(10, 40) has no area"),
+        (["--box", "200", "10", "300", "40"], "lies outside the 128x96 frame"),
+        (["--box", "10", "10", "40", "40", "--mask", "{mask}"], "--box: give the first mask as --mask or as --box"),
+        (["--box", "10", "10", "40", "40", "--frame", "7"], "--frame 7: out of range"),
     ],
 )
 def test_propagate_bad_input_is_one_line_before_any_work(tmp_path, frame_folder, tiny_weights, capsys, extra,

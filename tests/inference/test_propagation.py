@@ -4,7 +4,7 @@ import torch
 
 from napari_segflow.data.resolution import WorkingResolution
 from napari_segflow.errors import SegFlowError
-from napari_segflow.inference.propagation import frame_order, propagate
+from napari_segflow.inference.propagation import correction_orders, frame_order, propagate
 from napari_segflow.model.segflow import SegFlowNet
 from napari_segflow.objects import ObjectChannels
 
@@ -76,3 +76,16 @@ def test_the_annotation_is_the_first_prior_and_each_mask_is_carried_to_the_next_
     seen.clear()
     list(propagate(net, frames, ObjectChannels((1,)), [0, 1], geometry, start_labels=start, motion_features=False))
     torch.testing.assert_close(seen[1][0], first)  # not carried: the flow branch saw no motion
+
+
+def test_correction_orders_give_each_frame_to_its_nearest_user_frame():
+    # the first annotation: the whole video forward (and backward from a later start)
+    assert correction_orders([0], [0], 6) == [[0, 1, 2, 3, 4, 5]]
+    assert correction_orders([3], [3], 6) == [[3, 4, 5], [3, 2, 1, 0]]
+    # a correction at 8 between user frames 0 and 12: frames 5..10 (a tie at 10 goes to the earlier, 8)
+    assert correction_orders([0, 8, 12], [8], 16) == [[8, 9, 10], [8, 7, 6, 5]]
+    # the last user frame: forward to the end; next to another user frame: nothing to do that way
+    assert correction_orders([0, 9], [9], 12) == [[9, 10, 11], [9, 8, 7, 6, 5]]
+    assert correction_orders([0, 1], [1], 3) == [[1, 2]]
+    # two changed frames together: each covers its own share
+    assert correction_orders([0, 4, 8], [4, 8], 10) == [[4, 5, 6], [4, 3], [8, 9], [8, 7]]

@@ -72,19 +72,21 @@ def test_a_correction_refinetunes_warm_and_repropagates_up_to_the_user_frames(tm
     correction = np.zeros_like(masks[3])
     correction[20:60, 30:90] = 3
     session.add_annotation(3, correction)
-    assert session.pending_ranges() == [[3, 4], [3, 2, 1]]
+    # frame 1 is nearer the user's frame 0 than the new frame 3: it keeps what frame 0 gave it
+    assert session.pending_ranges() == [[3, 4], [3, 2]]
     events = list(session.run())
     steps = [e for e in events if isinstance(e, FinetuneStep)]
     assert len(steps) == settings.correction_steps  # warm-started, short
     results = {e.index: e for e in events if isinstance(e, FrameResult)}
-    assert sorted(results) == [1, 2, 3, 4]
+    assert sorted(results) == [2, 3, 4]
     # the user's frame is kept as painted: in what the run yielded and in the stored result, not only the annotation
     np.testing.assert_array_equal(results[3].labels, correction)
     np.testing.assert_array_equal(read_label_image(session.folder / "results" / "labels" / "00003.png"), correction)
     np.testing.assert_array_equal(session.labels(0), before[0])
+    np.testing.assert_array_equal(session.labels(1), before[1])
     assert any(not torch.equal(weights_before[k], v) for k, v in session.net.state_dict().items())
 
-    assert session.undo() == [1, 2, 3, 4]  # the run: results and weights back
+    assert session.undo() == [2, 3, 4]  # the run: results and weights back
     for t in range(5):
         if t != 3:
             np.testing.assert_array_equal(session.labels(t), before[t])
