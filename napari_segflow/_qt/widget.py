@@ -411,7 +411,10 @@ class SegFlowWidget(QWidget):
     def _on_error(self, error: Exception) -> None:
         show_error(f"SegFlow: {error}" if isinstance(error, SegFlowError) else f"SegFlow failed: {error!r}")
         self._failed = True
-        self.status.setText(f"Stopped: {error}. What was done is kept; Undo takes it back.")
+        if self.job is None:  # making a first mask: nothing was written
+            self.status.setText(f"No mask made: {error}. The annotation layer is as it was.")
+        else:
+            self.status.setText(f"Stopped: {error}. What was done is kept; Undo takes it back.")
 
     def _on_finished(self) -> None:
         finished_job = self.job

@@ -302,7 +302,7 @@ def test_a_box_outside_the_frame_or_one_kind_of_stroke_changes_nothing(qtbot, wi
     assert "no box and no strokes" in last_error() and widget.worker is None
     widget.first_mask.box_layer().add_rectangles(rectangle(0, 200, 300, 240, 400))
     _first_mask_done(qtbot, widget)
-    assert "outside" in last_error()
+    assert "outside" in last_error() and "annotation layer is as it was" in widget.status.text()
     widget.viewer.layers.remove(widget.first_mask.box_layer())
     strokes = widget.first_mask.strokes_layer()
     assert strokes.selected_label == 1 and viewer.layers.selection.active is strokes
