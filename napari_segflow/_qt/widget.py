@@ -320,16 +320,22 @@ class SegFlowWidget(QWidget):
             return
         self._fill_annotations_selecting(self.annotator.annotation_layer)
         self.job = job
-        # errors are shown as notifications here, not re-raised on the GUI thread
-        self.worker = create_worker(job.updates, _start_thread=False, _ignore_errors=True)
-        self.worker.yielded.connect(self._on_update)
-        self.worker.errored.connect(self._on_error)
-        self.worker.finished.connect(self._on_finished)
+        worker = self._launch(create_worker(job.updates, _start_thread=False, _ignore_errors=True),
+                              f"{action}: starting…")
+        worker.yielded.connect(self._on_update)
+        self._followed_at = 0.0
+        worker.start()
+
+    def _launch(self, worker, text: str):
+        """Take ``worker`` as the running one (its errors become notifications here, not exceptions on the GUI
+        thread); the caller connects what else it needs and starts it."""
+        self.worker = worker
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._on_finished)
         self._set_running(True)
         self._cancelled = self._failed = False
-        self._followed_at = 0.0
-        self.status.setText(f"{action}: starting…")
-        self.worker.start()
+        self.status.setText(text)
+        return worker
 
     def _draw_box(self) -> None:
         self.first_mask.box_layer()
@@ -353,14 +359,10 @@ class SegFlowWidget(QWidget):
         except SegFlowError as error:
             show_error(str(error))
             return
-        self.worker = create_worker(self.first_mask.make, request, _start_thread=False, _ignore_errors=True)
-        self.worker.returned.connect(lambda mask: self._first_mask_made(request, mask))
-        self.worker.errored.connect(self._on_error)
-        self.worker.finished.connect(self._on_finished)
-        self._set_running(True)
-        self._cancelled = self._failed = False
-        self.status.setText(f"Making the mask of frame {request.frame}…")
-        self.worker.start()
+        worker = self._launch(create_worker(self.first_mask.make, request, _start_thread=False, _ignore_errors=True),
+                              f"Making the mask of frame {request.frame}…")
+        worker.returned.connect(lambda mask: self._first_mask_made(request, mask))
+        worker.start()
 
     def _first_mask_made(self, request, mask) -> None:
         layer = self.first_mask.apply(request, mask)

@@ -131,14 +131,12 @@ def _bench_accuracy(args: argparse.Namespace) -> int:
 
 
 def _bench_engine(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from napari_segflow.evaluation.engine import Case, benchmark_engine, engine_table, synthetic_cases
     from napari_segflow.training.davis import HELD_OUT, find_sequences
 
     cases = []
     for sequence in find_sequences(args.davis_root, names=args.sequences or list(HELD_OUT)):
-        truths = np.stack([(sequence.mask(i) > 0).astype(np.uint8) for i in range(len(sequence))])
+        truths = sequence.object_masks()
         cases.append(Case(sequence.name, "real", sequence.frames, truths))
     cases += synthetic_cases(args.clips)
 
@@ -154,8 +152,6 @@ def _bench_engine(args: argparse.Namespace) -> int:
 def _bench_interactive(args: argparse.Namespace) -> int:
     import json
     from dataclasses import asdict
-
-    import numpy as np
 
     from napari_segflow.evaluation.interactive import interactive_table, plot_rounds, simulate_peer, simulate_session
     from napari_segflow.training.davis import HELD_OUT, find_sequences
@@ -173,7 +169,7 @@ def _bench_interactive(args: argparse.Namespace) -> int:
     print(f"simulated annotator on {len(sequences)} sequence(s), {args.rounds} rounds ...", file=sys.stderr)
     runs = []
     for sequence in sequences:
-        truths = np.stack([(sequence.mask(i) > 0).astype(np.uint8) for i in range(len(sequence))])
+        truths = sequence.object_masks()
         runs += simulate_session(sequence.frames, truths, args.weights, settings, args.rounds, case=sequence.name,
                                  progress=report)
         runs += simulate_peer(sequence.frames, truths, args.rounds, case=sequence.name, progress=report)

@@ -111,7 +111,7 @@ def evaluate(
 ) -> list[MethodResult]:
     results = {m: MethodResult(m) for m in methods}
     for sequence in sequences:
-        truths = np.stack([(sequence.mask(i) > 0).astype(np.uint8) for i in range(len(sequence))])
+        truths = sequence.object_masks()
         outputs = evaluate_sequence(offline, sequence, methods, finetune_config, long_side, device)
         for method, (labels, seconds, fps, attention) in outputs.items():
             scores = score_sequence(labels, truths, object_ids=[1])

@@ -84,7 +84,7 @@ def benchmark_first_masks(sequences, net, weights, settings: SessionSettings | N
         filled[int(box.y0):int(box.y1), int(box.x0):int(box.x1)] = True
         result = FirstMaskResult(sequence.name, ious, region_similarity(filled, truth), seconds)
         if settings is not None:
-            truths = np.stack([(sequence.mask(i) > 0).astype(np.uint8) for i in range(len(sequence))])
+            truths = sequence.object_masks()
             with VideoSession(sequence.frames, weights=weights, settings=settings) as session:
                 session.add_annotation(0, mask.astype(np.uint8))
                 for _ in session.run():

@@ -103,7 +103,8 @@ def simulate_session(frames, truths: np.ndarray, weights, settings: SessionSetti
         session.add_annotation(0, truths[0])
         first_attention: dict[int, float] = {}
         seconds = _run_session(session, first_attention)
-        first = Round(0, None, *_score(session.labels_volume(), truths), seconds)
+        first_labels = session.labels_volume()
+        first = Round(0, None, *_score(first_labels, truths), seconds)
         if progress is not None:
             progress(case, "segflow", "every strategy", first)
         runs = []
@@ -112,13 +113,14 @@ def simulate_session(frames, truths: np.ndarray, weights, settings: SessionSetti
             shutil.copytree(first_folder, folder)
             session = VideoSession.open(folder, video=frames, weights=weights)
             attention = dict(first_attention)
+            labels = first_labels
             run = Run("segflow", strategy, case, [first])
             for index in range(1, rounds + 1):
-                frame = choose_frame(strategy, set(session.annotations), len(truths), session.labels_volume(),
-                                     truths, attention)
+                frame = choose_frame(strategy, set(session.annotations), len(truths), labels, truths, attention)
                 session.add_annotation(frame, truths[frame])
                 seconds = _run_session(session, attention)
-                run.rounds.append(Round(index, frame, *_score(session.labels_volume(), truths), seconds))
+                labels = session.labels_volume()
+                run.rounds.append(Round(index, frame, *_score(labels, truths), seconds))
                 if progress is not None:
                     progress(case, "segflow", strategy, run.rounds[-1])
             runs.append(run)

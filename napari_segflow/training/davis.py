@@ -53,6 +53,10 @@ class Sequence:
     def mask(self, index: int) -> np.ndarray:
         return read_label_image(self.mask_paths[index])
 
+    def object_masks(self) -> np.ndarray:
+        """(T, H, W) uint8: 1 on the object (any id), 0 elsewhere, every frame."""
+        return np.stack([(self.mask(i) > 0).astype(np.uint8) for i in range(len(self))])
+
 
 def _images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
