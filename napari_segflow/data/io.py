@@ -10,6 +10,7 @@ rename it into place.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import threading
@@ -284,8 +285,10 @@ def open_video(source) -> VideoFrames:
 # -- labels -----------------------------------------------------------------------------------------
 
 
+@functools.cache
 def davis_palette() -> np.ndarray:
-    """(256, 3) uint8: the PASCAL VOC / DAVIS colour map (bits of the index spread over R, G, B)."""
+    """(256, 3) uint8, read-only: the PASCAL VOC / DAVIS colour map (bits of the index spread over R, G, B);
+    made once, as every label image written uses it."""
     palette = np.zeros((256, 3), np.uint8)
     for index in range(256):
         value, red, green, blue = index, 0, 0, 0
@@ -295,6 +298,7 @@ def davis_palette() -> np.ndarray:
             blue |= ((value >> 2) & 1) << (7 - bit)
             value >>= 3
         palette[index] = (red, green, blue)
+    palette.setflags(write=False)
     return palette
 
 

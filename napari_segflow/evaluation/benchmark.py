@@ -42,11 +42,13 @@ def benchmark_model(
     repeats: int = 5,
     seed: int = 0,
 ) -> list[ModelTiming]:
-    """Forward time of one frame pair (resize + both branches + memory step) per preset, beside OpenCV's
-    DIS optical flow (medium preset) on the same pair at the same working size, when OpenCV is installed."""
+    """Forward time of one frame pair (resize + both branches + memory step) per preset, placed on the CPU as
+    propagation places it, beside OpenCV's DIS optical flow (medium preset) on the same pair at the same working
+    size, when OpenCV is installed."""
     import torch
 
     from napari_segflow.data.resolution import WorkingResolution
+    from napari_segflow.device import place_model
     from napari_segflow.model.segflow import build_segflow
 
     rng = np.random.default_rng(seed)
@@ -56,7 +58,7 @@ def benchmark_model(
     results = []
     for preset in presets:
         torch.manual_seed(seed)
-        net = build_segflow(preset).eval()
+        net = place_model(build_segflow(preset).eval(), torch.device("cpu"))
         with torch.inference_mode():
             forward = _forward_pair(net, geometry, frames)
             milliseconds = _time(forward, repeats if preset == "small" else max(1, repeats // 3))

@@ -24,7 +24,7 @@ from napari_segflow.data.resolution import WorkingResolution, resize_flow
 from napari_segflow.device import autocast
 from napari_segflow.errors import SegFlowError
 from napari_segflow.inference.attention import attention_score
-from napari_segflow.inference.refine import EDGE_RADIUS, edge_radius, refine_probabilities
+from napari_segflow.inference.refine import EDGE_RADIUS, GuidedFilter, edge_filter, refine_probabilities
 from napari_segflow.model.prior import carry_prior, prior_from_labels, prior_from_logits
 from napari_segflow.model.segflow import FrameOutput, SegFlowNet
 from napari_segflow.objects import ObjectChannels
@@ -112,12 +112,12 @@ def _partners(order: list[int], count: int, motion_features: bool) -> list[int]:
     return [order[p + 1] if p + 1 < len(order) else order[p - 1] for p in range(len(order))]
 
 
-def _result(index, logits, output: FrameOutput, objects, geometry, frame, refine_radius, final=True,
+def _result(index, logits, output: FrameOutput, objects, geometry, frame, edges: GuidedFilter | None, final=True,
             attention=0.0) -> FrameResult:
     probabilities = torch.softmax(geometry.logits_to_frame(logits.float()), dim=1)[0]
-    if refine_radius is not None:
+    if edges is not None:
         frame = torch.as_tensor(frame, device=probabilities.device)
-        probabilities = refine_probabilities(probabilities, frame, edge_radius(geometry, refine_radius))
+        probabilities = refine_probabilities(probabilities, frame, edges)
     # max(dim).indices, not argmax(dim): torch's CPU argmax over the leading dimension of a (K+1, H, W) map
     # took 35-70 ms a frame at 854x480, the max about 1 ms
     channels = probabilities.max(0).indices.cpu().numpy()
@@ -160,7 +160,7 @@ def propagate(
     working-resolution pixels). ``start_labels`` (H, W) object ids: the first frame's annotation, the first
     mask prior; ``mask_prior`` False runs a prior network without priors (an ablation)."""
     _check_objects(net, objects)
-    radius = refine_radius if refine_edges else None
+    edges = edge_filter(geometry, refine_radius) if refine_edges else None
     device = torch.device(device)
     net.eval()
     feeder = _FrameFeeder(frames, geometry, device)
@@ -186,7 +186,7 @@ def propagate(
         attention = attention_score(expected, current)
         source = expected if position == 0 and start_labels is not None else current
         expected = carry_prior(source, output.flow.flow) if motion_features else source
-        yield _result(index, output.logits, output, objects, geometry, feeder.raw[index], radius,
+        yield _result(index, output.logits, output, objects, geometry, feeder.raw[index], edges,
                       final=not bidirectional, attention=attention)
     if not bidirectional:
         return
@@ -205,4 +205,4 @@ def propagate(
             logits = net.readout(fused, forward, hidden, size=tuple(image.shape[-2:]))
         output = FrameOutput(logits=logits, flow=flow, hidden=hidden, gates=None)
         attention = attention_score(expected, prior_from_logits(logits))
-        yield _result(index, logits, output, objects, geometry, feeder.raw[index], radius, attention=attention)
+        yield _result(index, logits, output, objects, geometry, feeder.raw[index], edges, attention=attention)

