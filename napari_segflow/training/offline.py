@@ -64,6 +64,7 @@ class TrainConfig:
     phases: tuple[str, ...] = PHASES
     init_from: str | None = None
     init_fresh: tuple[str, ...] = ()
+    keep_frozen: tuple[str, ...] = ()
     seed: int = 0
     size: tuple[int, int] = (192, 320)
     window: int = 4
@@ -182,6 +183,10 @@ class OfflineTrainer:
         self.warm_started: list[str] = []
         if config.init_from:
             self.warm_started = warm_start(self.net, config.init_from, config.init_fresh)
+        names = [name for name, _ in self.net.named_parameters()]
+        for prefix in config.keep_frozen:
+            if not any(name.startswith(prefix) for name in names):
+                raise SegFlowError(f"TrainConfig.keep_frozen: no parameter of the network starts with {prefix!r}")
         self.progress = Progress(phase=config.phases[0])
         self.best_state: dict | None = None
         self.prior_generator = torch.Generator().manual_seed(config.seed * 1000 + 500 + self.rank)
@@ -204,7 +209,11 @@ class OfflineTrainer:
         return choose_device(self.config.device)
 
     def _optimizer(self, phase: str) -> torch.optim.Optimizer:
-        params = train_only(self.net, phase)
+        train_only(self.net, phase)
+        for name, parameter in self.net.named_parameters():
+            if name.startswith(tuple(self.config.keep_frozen)):
+                parameter.requires_grad_(False)
+        params = [p for p in self.net.parameters() if p.requires_grad]
         lr = self.config.lr_flow if phase == "flow" else self.config.lr_seg
         return torch.optim.AdamW(params, lr=lr, weight_decay=self.config.weight_decay)
 

@@ -99,21 +99,42 @@ def test_config_errors_name_the_file(tmp_path):
 
 def test_shipped_stage_configs_load_and_chain():
     """The recorded stages of the shipped checkpoint warm-start each from the previous one's output; the measured
-    refinement stage that the chain skips starts from stage 1 too."""
+    stages that the chain skips start from stage 1, 3 or 4."""
     from pathlib import Path
 
     configs = Path(__file__).resolve().parents[2] / "configs"
-    names = ("small_1_flow", "small_2_seg", "small_3_prior")
+    names = ("small_1_flow", "small_2_seg", "small_3_prior", "small_4_flow_real")
     stages = [load_train_config(configs / f"{name}.yaml") for name in names]
-    assert [s.phases for s in stages] == [("flow",), ("seg",), ("seg",)]
+    assert [s.phases for s in stages] == [("flow",), ("seg",), ("seg",), ("flow",)]
     assert stages[0].init_from is None
     assert [s.init_from for s in stages[1:]] == [f"{s.output}/final.pt" for s in stages[:-1]]
     assert stages[2].init_fresh == ("mask_prior.",)  # the only new part
-    refinement = load_train_config(configs / "small_flow_unsupervised.yaml")
-    assert refinement.init_from == f"{stages[0].output}/final.pt" and refinement.flow_mix["unsupervised"] > 0
-    assert all(s.preset == "small" and not set(s.validation) & set(s.held_out) for s in [*stages, refinement])
+    # the measured re-adaptation keeps the features the seg -> flow bridges read as stage 4's flow branch knew them
+    readapt = load_train_config(configs / "small_seg_readapt.yaml")
+    assert readapt.init_from == f"{stages[3].output}/final.pt" and readapt.keep_frozen == ("appearance_encoder.",)
+    unsupervised = load_train_config(configs / "small_flow_unsupervised.yaml")
+    assert unsupervised.init_from == f"{stages[0].output}/final.pt" and unsupervised.flow_mix["unsupervised"] > 0
+    large_motion = load_train_config(configs / "small_flow_large_motion.yaml")
+    assert large_motion.init_from == f"{stages[2].output}/final.pt" and large_motion.flow_motion[1] > stages[0].flow_motion[1]
+    assert all(
+        s.preset == "small" and not set(s.validation) & set(s.held_out) for s in [*stages, unsupervised, large_motion, readapt]
+    )
     script = (configs.parent / "tools" / "train_small.sh").read_text()
     assert f"for stage in {' '.join(names)}; do" in script
+
+
+def test_kept_frozen_parts_do_not_move_and_must_exist(tiny_train_config, tmp_path):
+    config = replace(tiny_train_config, phases=("seg",), keep_frozen=("appearance_encoder.",))
+    trainer = OfflineTrainer(config)
+    encoder_before = {k: v.clone() for k, v in trainer.net.appearance_encoder.state_dict().items()}
+    rest_before = {k: v.clone() for k, v in trainer.net.state_dict().items() if not k.startswith("appearance_encoder.")}
+    net, _ = load_checkpoint(trainer.run(progress_bar=False))
+    for key, value in net.appearance_encoder.state_dict().items():
+        assert torch.equal(value, encoder_before[key]), key
+    moved = [k for k, v in net.state_dict().items() if k in rest_before and not torch.equal(v, rest_before[k])]
+    assert any(k.startswith("memory.") for k in moved)
+    with pytest.raises(SegFlowError, match="keep_frozen: no parameter of the network starts with 'encoder.'"):
+        OfflineTrainer(replace(tiny_train_config, output=str(tmp_path / "other"), keep_frozen=("encoder.",)))
 
 
 def test_frames_and_masks_that_do_not_match_are_refused(davis_folder, tmp_path):
