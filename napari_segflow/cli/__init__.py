@@ -22,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="segflow", description="SegFlow video object segmentation and optical flow.")
     commands = parser.add_subparsers(dest="command", required=True)
     bench = commands.add_parser("bench", help="speed and accuracy beside classical peers, in one run")
-    bench.add_argument("--part", choices=["engine", "long", "model", "accuracy", "finetune", "flow", "interactive", "box"], default="engine",
+    bench.add_argument("--part", default="engine",
+                       choices=["engine", "long", "model", "accuracy", "finetune", "flow", "interactive", "box"],
                        help="engine: the session (fine-tune + propagate) vs DIS and Farneback warping on held-out "
                             "real and synthetic clips; long: a long 854x480 video's frames/s and peak memory; "
                             "model: speed of both presets; accuracy: the model card's ablations; "

@@ -59,8 +59,8 @@ def run_propagate(args: argparse.Namespace) -> int:
     if args.session:
         _checked_new_session_folder(args.session)
     video = open_video(args.video)
+    annotations = {}
     if args.box is not None:
-        annotations = {}
         if args.mask:
             raise SegFlowError("--box: give the first mask as --mask or as --box, not both")
         if args.frame and len(args.frame) > 1:
@@ -71,7 +71,6 @@ def run_propagate(args: argparse.Namespace) -> int:
         raise SegFlowError("--mask: give the annotated frame's label image (--mask A.png), or a box (--box X0 Y0 X1 Y1)")
     else:
         frames = annotated_frames(args.mask, args.frame, len(video))
-        annotations = {}
         for path, index in zip(args.mask, frames):
             try:
                 annotations[index] = read_annotation(path, video.shape[1:3])

@@ -209,11 +209,12 @@ class OfflineTrainer:
         return choose_device(self.config.device)
 
     def _optimizer(self, phase: str) -> torch.optim.Optimizer:
-        train_only(self.net, phase)
-        for name, parameter in self.net.named_parameters():
-            if name.startswith(tuple(self.config.keep_frozen)):
+        kept = {id(p) for name, p in self.net.named_parameters() if name.startswith(tuple(self.config.keep_frozen))}
+        # train_only's order, which a resumed optimizer's state follows
+        params = [p for p in train_only(self.net, phase) if id(p) not in kept]
+        for parameter in self.net.parameters():
+            if id(parameter) in kept:
                 parameter.requires_grad_(False)
-        params = [p for p in self.net.parameters() if p.requires_grad]
         lr = self.config.lr_flow if phase == "flow" else self.config.lr_seg
         return torch.optim.AdamW(params, lr=lr, weight_decay=self.config.weight_decay)
 
