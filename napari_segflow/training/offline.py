@@ -48,6 +48,10 @@ from napari_segflow.training.warm_start import warm_start
 from napari_segflow.training.windows import WindowSampler, collate
 
 PHASES = ("flow", "seg")
+#: what a flow phase is validated on: procedural pairs, pairs warped from the validation sequences' frames with
+#: exact flow, and the validation sequences' real consecutive frames against the DIS teacher's labels
+FLOW_VALIDATION = ("synthetic", "warped", "teacher")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,8 @@ class TrainConfig:
     bidirectional_share: float = 0.5
     lr_seg: float = 1e-3
     lr_flow: float = 5e-4
+    lr_schedule: str = "constant"  # or "cosine": down to lr_floor x the rate over the phase's max steps
+    lr_floor: float = 0.1
     weight_decay: float = 1e-4
     rounds: int = 3
     phase_max_steps: tuple[int, int] = (1500, 1500)  # flow, seg
@@ -89,6 +95,8 @@ class TrainConfig:
     patience: int = 3
     clip_value: float = 50.0
     validation_synthetic_clips: int = 12
+    flow_validation: tuple[str, ...] = ("synthetic", "warped")
+    teacher_validation_stride: int = 4  # every n-th consecutive pair of each validation sequence
     validation_window: int = 8
     checkpoint_every: int = 100
     amp: bool = True
@@ -108,6 +116,18 @@ class TrainConfig:
             raise SegFlowError(f"TrainConfig.window must be at least 2, got {self.window}")
         if self.rounds < 1:
             raise SegFlowError(f"TrainConfig.rounds must be at least 1, got {self.rounds}")
+        if not self.flow_validation or any(k not in FLOW_VALIDATION for k in self.flow_validation):
+            raise SegFlowError(
+                f"TrainConfig.flow_validation must name kinds from {FLOW_VALIDATION}, got {self.flow_validation}"
+            )
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise SegFlowError(f"TrainConfig.lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if not 0 < self.lr_floor <= 1:
+            raise SegFlowError(f"TrainConfig.lr_floor must be in (0, 1], got {self.lr_floor}")
+        if self.teacher_validation_stride < 1:
+            raise SegFlowError(
+                f"TrainConfig.teacher_validation_stride must be at least 1, got {self.teacher_validation_stride}"
+            )
 
 
 def load_train_config(path, **overrides: Any) -> TrainConfig:
@@ -177,6 +197,7 @@ class OfflineTrainer:
         self.sampler = WindowSampler(
             training, config.size, config.window, seed=config.seed * 1000 + self.rank, stop_and_go=config.stop_and_go
         )
+        self.teacher_validation_pairs: list = []
         self.flow_batches = self._flow_batches(training) if "flow" in config.phases else None
         torch.manual_seed(config.seed)
         self.net = SegFlowNet(preset_config(config.preset, **config.model_overrides)).to(self.device)
@@ -215,8 +236,17 @@ class OfflineTrainer:
         for parameter in self.net.parameters():
             if id(parameter) in kept:
                 parameter.requires_grad_(False)
-        lr = self.config.lr_flow if phase == "flow" else self.config.lr_seg
-        return torch.optim.AdamW(params, lr=lr, weight_decay=self.config.weight_decay)
+        return torch.optim.AdamW(params, lr=self.learning_rate(phase), weight_decay=self.config.weight_decay)
+
+    def learning_rate(self, phase: str) -> float:
+        """The phase's rate at its current step: constant, or a cosine from the configured rate down to
+        ``lr_floor`` times it at the phase's last step."""
+        base = self.config.lr_flow if phase == "flow" else self.config.lr_seg
+        if self.config.lr_schedule == "constant":
+            return base
+        share = min(1.0, self.progress.phase_step / max(1, self._phase_steps(phase)))
+        floor = self.config.lr_floor
+        return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * share)))
 
     def _objective(self, phase: str) -> torch.nn.Module:
         objective = FlowObjective(self.net) if phase == "flow" else SegmentationObjective(self.net, self.prior_generator)
@@ -227,17 +257,26 @@ class OfflineTrainer:
         return objective
 
     def _flow_batches(self, training: list[Sequence]) -> FlowBatches:
-        """The teacher-labelled real sources (built on first use, by rank 0) and the batch source over them."""
+        """The teacher-labelled real sources (built on first use, by rank 0) and the batch source over them. The
+        validation sequences are labelled too when ``flow_validation`` asks for their real motion; only the
+        validation reads them."""
         from napari_segflow.data.io import open_video
 
         cache = TeacherCache(Path(self.config.teacher_cache).resolve())
         sequences = {s.name: s.frames for s in training}
         videos = {Path(v).stem: v for v in self.config.teacher_videos}
+        validation = {s.name: s.frames for s in self.validation_sequences} if "teacher" in self.config.flow_validation else {}
         if self.rank == 0:  # generators: a video is opened only when it still needs labels
             cache.build(((n, f) for n, f in sequences.items() if not cache.has(n)), report=print)
             cache.build(((n, open_video(v)) for n, v in videos.items() if not cache.has(n)), report=print)
+            cache.build(((n, f) for n, f in validation.items() if not cache.has(n)), report=print)
         if self.distributed:
             torch.distributed.barrier()
+        self.teacher_validation_pairs = [
+            cache.pair(name, index)
+            for name in validation
+            for index in range(0, cache.pair_count(name), self.config.teacher_validation_stride)
+        ]
         return FlowBatches(cache, [*sequences, *videos], self.config.flow_size,
                            seed=self.config.seed * 1000 + 500 + self.rank)
 
@@ -353,10 +392,14 @@ class OfflineTrainer:
             metrics["max_motion"] = round(self.max_motion(), 2)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        rate = self.learning_rate(phase)
+        for group in self.optimizer.param_groups:
+            group["lr"] = rate
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
         torch.nn.utils.clip_grad_value_(params, cfg.clip_value)
         self.optimizer.step()
         metrics["loss"] = float(loss.detach())
+        metrics["lr"] = rate
         return metrics
 
     @torch.no_grad()
@@ -367,25 +410,40 @@ class OfflineTrainer:
         self.net.eval()
         try:
             if phase == "flow":
-                synthetic, warped = [], []
-                for clip in self.validation_clips:
-                    first = torch.from_numpy(clip.frames[0]).permute(2, 0, 1)[None].to(self.device)
-                    second = torch.from_numpy(clip.frames[1]).permute(2, 0, 1)[None].to(self.device)
-                    truth = torch.from_numpy(clip.flows[0]).permute(2, 0, 1)[None].to(self.device)
-                    estimate = self.net.estimate_flow(first, second)
-                    synthetic.append(float((estimate.flow - truth).norm(dim=1).mean()))
-                for pair in self.validation_pairs:
-                    estimate = self.net.estimate_flow(pair.first.to(self.device), pair.second.to(self.device))
-                    error = (estimate.flow - pair.flow.to(self.device)).norm(dim=1, keepdim=True)
-                    valid = pair.valid.to(self.device)
-                    warped.append(float(error[valid].mean()))
-                epe = float(np.mean(synthetic + warped))
-                return {"val_epe": epe, "val_epe_synthetic": float(np.mean(synthetic)),
-                        "val_epe_warped": float(np.mean(warped)) if warped else float("nan"), "val_error": epe}
+                errors = {kind: self._flow_errors(kind) for kind in FLOW_VALIDATION}
+                means = {kind: float(np.mean(e)) for kind, e in errors.items() if e}
+                error = float(np.mean([means.get(kind, math.nan) for kind in self.config.flow_validation]))
+                return {"val_epe": error, **{f"val_epe_{kind}": value for kind, value in means.items()},
+                        "val_error": error}
             scores = [self._sequence_iou(s) for s in self.validation_sequences]
             return {"val_iou": float(np.mean(scores)), "val_error": 1 - float(np.mean(scores))}
         finally:
             self.net.train()
+
+    def _flow_errors(self, kind: str) -> list[float]:
+        """Mean end-point error of each validation pair of one kind (FLOW_VALIDATION); teacher pairs only when
+        ``flow_validation`` names them (their labels are built for it)."""
+        errors = []
+        if kind == "synthetic":
+            for clip in self.validation_clips:
+                first, second, truth = (torch.from_numpy(a).permute(2, 0, 1)[None].to(self.device)
+                                        for a in (clip.frames[0], clip.frames[1], clip.flows[0]))
+                errors.append(float((self.net.estimate_flow(first, second).flow - truth).norm(dim=1).mean()))
+        elif kind == "warped":
+            for pair in self.validation_pairs:
+                estimate = self.net.estimate_flow(pair.first.to(self.device), pair.second.to(self.device))
+                error = (estimate.flow - pair.flow.to(self.device)).norm(dim=1, keepdim=True)
+                errors.append(float(error[pair.valid.to(self.device)].mean()))
+        else:
+            from napari_segflow.inference.pair_flow import working_geometry
+
+            for first, second, truth, valid in self.teacher_validation_pairs:
+                geometry = working_geometry(*first.shape[:2])
+                images = geometry.frames_to_network(np.stack([first, second]), self.device)
+                flow = geometry.flow_to_frame(self.net.estimate_flow(images[:1], images[1:]).flow.float())
+                error = (flow[0].permute(1, 2, 0) - torch.as_tensor(truth, device=self.device)).norm(dim=-1)
+                errors.append(float(error[torch.as_tensor(np.array(valid), device=self.device)].mean()))
+        return errors
 
     def _sequence_iou(self, sequence: Sequence) -> float:
         """Mean IoU over the frames after the first of the sequence's first ``validation_window`` frames,

@@ -116,9 +116,13 @@ def test_shipped_stage_configs_load_and_chain():
     assert unsupervised.init_from == f"{stages[0].output}/final.pt" and unsupervised.flow_mix["unsupervised"] > 0
     large_motion = load_train_config(configs / "small_flow_large_motion.yaml")
     assert large_motion.init_from == f"{stages[2].output}/final.pt" and large_motion.flow_motion[1] > stages[0].flow_motion[1]
-    assert all(
-        s.preset == "small" and not set(s.validation) & set(s.held_out) for s in [*stages, unsupervised, large_motion, readapt]
-    )
+    # the longer flow stage, chosen on real motion too, and the gentle re-adaptation after it
+    longer = load_train_config(configs / "small_flow_longer.yaml")
+    assert longer.init_from == f"{stages[3].output}/final.pt" and "teacher" in longer.flow_validation
+    after_longer = load_train_config(configs / "small_seg_readapt_after_longer.yaml")
+    assert after_longer.init_from == f"{longer.output}/final.pt" and after_longer.keep_frozen == ("appearance_encoder.",)
+    measured = [unsupervised, large_motion, readapt, longer, after_longer]
+    assert all(s.preset == "small" and not set(s.validation) & set(s.held_out) for s in [*stages, *measured])
     script = (configs.parent / "tools" / "train_small.sh").read_text()
     assert f"for stage in {' '.join(names)}; do" in script
 
@@ -190,3 +194,45 @@ def test_settings_given_on_the_command_line_replace_the_file(tmp_path):
         load_train_config(path, **parse_settings(["flow_batch=4"]))
     with pytest.raises(SegFlowError, match="expected KEY=VALUE"):
         parse_settings(["flow_batch_size"])
+
+
+def test_flow_validation_on_real_motion_reads_the_teachers_labels_of_the_validation_sequences(tiny_train_config):
+    import numpy as np
+
+    from napari_segflow.inference.pair_flow import segflow_pair_flow
+
+    config = replace(tiny_train_config, phases=("flow",), flow_validation=("teacher",), teacher_validation_stride=2)
+    trainer = OfflineTrainer(config)
+    # labelled for the validation only: the batches never draw the validation sequence
+    assert (trainer.output.parent / "teacher" / "val").is_dir() and "val" not in trainer.flow_batches.names
+    count = len(find_sequences(config.davis_root, names=["val"])[0]) - 1
+    assert len(trainer.teacher_validation_pairs) == len(range(0, count, 2)) > 0
+    validation = trainer.validate("flow")
+    assert validation["val_error"] == validation["val_epe_teacher"] > 0
+    # labels equal to the network's own flow score 0
+    trainer.teacher_validation_pairs = [
+        (first, second, segflow_pair_flow(trainer.net, first, second), np.ones(first.shape[:2], bool))
+        for first, second, _, _ in trainer.teacher_validation_pairs
+    ]
+    assert trainer.validate("flow")["val_epe_teacher"] == pytest.approx(0, abs=1e-4)
+    with pytest.raises(SegFlowError, match="flow_validation must name kinds"):
+        replace(config, flow_validation=("chairs",))
+
+
+def test_cosine_learning_rate_falls_to_its_floor_over_the_phase(tiny_train_config):
+    config = replace(tiny_train_config, phases=("flow",), lr_flow=1e-3, lr_schedule="cosine", lr_floor=0.1,
+                     phase_max_steps=(4, 0), phase_min_steps=4, validate_every=4)
+    trainer = OfflineTrainer(config)
+    rates = []
+    for step in range(5):
+        trainer.progress.phase_step = step
+        rates.append(trainer.learning_rate("flow"))
+    assert rates[0] == pytest.approx(1e-3) and rates[2] == pytest.approx(0.55e-3) and rates[4] == pytest.approx(1e-4)
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    trainer.progress.phase_step = 0
+    trainer.run(progress_bar=False)
+    records = [json.loads(line) for line in open(trainer.output / "metrics.jsonl")]
+    assert [r["lr"] for r in records if r["kind"] == "train"] == pytest.approx(rates[:4])
+    assert OfflineTrainer(replace(config, output=config.output + "2", lr_schedule="constant")).learning_rate("flow") == 1e-3
+    with pytest.raises(SegFlowError, match="lr_schedule"):
+        replace(config, lr_schedule="step")
