@@ -265,7 +265,9 @@ class OfflineTrainer:
         cache = TeacherCache(Path(self.config.teacher_cache).resolve())
         sequences = {s.name: s.frames for s in training}
         videos = {Path(v).stem: v for v in self.config.teacher_videos}
-        validation = {s.name: s.frames for s in self.validation_sequences} if "teacher" in self.config.flow_validation else {}
+        validation = {}
+        if "teacher" in self.config.flow_validation:
+            validation = {s.name: s.frames for s in self.validation_sequences}
         if self.rank == 0:  # generators: a video is opened only when it still needs labels
             cache.build(((n, f) for n, f in sequences.items() if not cache.has(n)), report=print)
             cache.build(((n, open_video(v)) for n, v in videos.items() if not cache.has(n)), report=print)
@@ -435,14 +437,11 @@ class OfflineTrainer:
                 error = (estimate.flow - pair.flow.to(self.device)).norm(dim=1, keepdim=True)
                 errors.append(float(error[pair.valid.to(self.device)].mean()))
         else:
-            from napari_segflow.inference.pair_flow import working_geometry
+            from napari_segflow.inference.pair_flow import segflow_pair_flow
 
             for first, second, truth, valid in self.teacher_validation_pairs:
-                geometry = working_geometry(*first.shape[:2])
-                images = geometry.frames_to_network(np.stack([first, second]), self.device)
-                flow = geometry.flow_to_frame(self.net.estimate_flow(images[:1], images[1:]).flow.float())
-                error = (flow[0].permute(1, 2, 0) - torch.as_tensor(truth, device=self.device)).norm(dim=-1)
-                errors.append(float(error[torch.as_tensor(np.array(valid), device=self.device)].mean()))
+                flow = segflow_pair_flow(self.net, first, second, device=self.device)  # as `segflow flow` runs it
+                errors.append(float(np.linalg.norm(flow - truth, axis=-1)[valid].mean()))
         return errors
 
     def _sequence_iou(self, sequence: Sequence) -> float:
