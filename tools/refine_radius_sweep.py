@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_segflow.evaluation.interactive import choose_frame
 from napari_segflow.data.resolution import DEFAULT_LONG_SIDE, WorkingResolution
+from napari_segflow.evaluation.interactive import choose_frame
 from napari_segflow.evaluation.metrics import region_similarity, score_sequence
 from napari_segflow.inference.propagation import correction_orders, propagate
 from napari_segflow.inference.refine import edge_filter, refine_probabilities
