@@ -6,10 +6,11 @@ filter fits, in every window, a linear model from the frame's colours to the pro
 probabilities' edges snap to the frame's edges. The window's radius trades what it mends against what it breaks:
 a window much larger than the object cannot fit the object's colours apart from the background's, and erodes
 a right mask (refined at 24 working pixels, the true masks of the 24 training and validation sequences keep
-J 0.82 on average, at 12 0.90). 12 pixels (one and a half stride-8 cells) was chosen on the validation sequences, over a first mask and
-three corrections (tools/refine_radius_sweep.py; the model card). Coefficients are fitted on a coarser grid and
-applied at full resolution ("fast guided filter", He and Sun 2015): half the working resolution, so the cost
-follows the working resolution rather than the frame's, and its running sums keep it independent of the radius.
+J 0.82 on average, at 12 0.90). 12 pixels (one and a half stride-8 cells) was chosen on the validation
+sequences, over a first mask and three corrections (tools/refine_radius_sweep.py; the model card).
+Coefficients are fitted on a coarser grid and applied at full resolution ("fast guided filter", He and Sun
+2015): half the working resolution, so the cost follows the working resolution rather than the frame's, and its
+running sums keep it independent of the radius.
 """
 
 from __future__ import annotations

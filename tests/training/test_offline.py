@@ -120,7 +120,8 @@ def test_shipped_stage_configs_load_and_chain():
     longer = load_train_config(configs / "small_flow_longer.yaml")
     assert longer.init_from == f"{stages[3].output}/final.pt" and "teacher" in longer.flow_validation
     after_longer = load_train_config(configs / "small_seg_readapt_after_longer.yaml")
-    assert after_longer.init_from == f"{longer.output}/final.pt" and after_longer.keep_frozen == ("appearance_encoder.",)
+    assert after_longer.init_from == f"{longer.output}/final.pt"
+    assert after_longer.keep_frozen == ("appearance_encoder.",)
     measured = [unsupervised, large_motion, readapt, longer, after_longer]
     assert all(s.preset == "small" and not set(s.validation) & set(s.held_out) for s in [*stages, *measured])
     script = (configs.parent / "tools" / "train_small.sh").read_text()
@@ -233,6 +234,7 @@ def test_cosine_learning_rate_falls_to_its_floor_over_the_phase(tiny_train_confi
     trainer.run(progress_bar=False)
     records = [json.loads(line) for line in open(trainer.output / "metrics.jsonl")]
     assert [r["lr"] for r in records if r["kind"] == "train"] == pytest.approx(rates[:4])
-    assert OfflineTrainer(replace(config, output=config.output + "2", lr_schedule="constant")).learning_rate("flow") == 1e-3
+    constant = OfflineTrainer(replace(config, output=config.output + "2", lr_schedule="constant"))
+    assert constant.learning_rate("flow") == 1e-3
     with pytest.raises(SegFlowError, match="lr_schedule"):
         replace(config, lr_schedule="step")
