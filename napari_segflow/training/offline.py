@@ -75,6 +75,7 @@ class TrainConfig:
     batch_size: int = 2
     stop_and_go: float = 0.2
     synthetic_share_seg: float = 0.4
+    distractors: float = 0.0  # share of seg windows holding objects other than the target (training/windows.py)
     flow_mix: dict = field(default_factory=lambda: {"warped": 0.45, "teacher": 0.4, "synthetic": 0.15})
     flow_batch_size: int = 8
     flow_size: tuple[int, int] = (192, 256)
@@ -112,6 +113,8 @@ class TrainConfig:
             raise SegFlowError(
                 f"TrainConfig.flow_mix must give non-negative shares of {', '.join(FLOW_SOURCES)}, got {self.flow_mix}"
             )
+        if not 0 <= self.distractors <= 1:
+            raise SegFlowError(f"TrainConfig.distractors must be a share in [0, 1], got {self.distractors}")
         if self.window < 2:
             raise SegFlowError(f"TrainConfig.window must be at least 2, got {self.window}")
         if self.rounds < 1:
@@ -195,7 +198,8 @@ class OfflineTrainer:
             raise SegFlowError(f"{davis_root}: no training sequences left after holding out {config.held_out}")
         self.training_names = [s.name for s in training]
         self.sampler = WindowSampler(
-            training, config.size, config.window, seed=config.seed * 1000 + self.rank, stop_and_go=config.stop_and_go
+            training, config.size, config.window, seed=config.seed * 1000 + self.rank, stop_and_go=config.stop_and_go,
+            distractors=config.distractors,
         )
         self.teacher_validation_pairs: list = []
         self.flow_batches = self._flow_batches(training) if "flow" in config.phases else None

@@ -2,6 +2,11 @@
 
 Real windows come from DAVIS sequences (masks, no flow); synthetic ones carry exact flow. A share of
 windows is "stop-and-go" (Tokmakov §5.2): the first or last frames repeat, so nothing moves there.
+
+A share of windows (``distractors``) holds objects that are not the one to segment: a real window gets an object
+cut from another sequence, drifting across it and labelled background (hiding the target where it passes in
+front); a synthetic window keeps one of its objects as the target and the others as background. With a mask
+prior the network then learns to follow the object its prior names rather than every object that moves.
 """
 
 from __future__ import annotations
@@ -48,11 +53,13 @@ class WindowSampler:
         seed: int,
         stop_and_go: float = 0.2,
         affine: AffineRanges = AffineRanges(),
+        distractors: float = 0.0,
     ) -> None:
         self.sequences = sequences
         self.size = size
         self.length = length
         self.stop_and_go = stop_and_go
+        self.distractors = distractors
         self.affine = affine
         self.rng = np.random.default_rng(seed)
         self.torch_generator = torch.Generator().manual_seed(seed)
@@ -74,6 +81,9 @@ class WindowSampler:
         picks = [order[min(i, span - 1)] for i in self._indices()]
         frames = np.stack([sequence.frame(i) for i in picks])
         masks = np.stack([(sequence.mask(i) > 0).astype(np.uint8) for i in picks])
+        donors = [s for s in self.sequences if s is not sequence]
+        if self.distractors and donors and self.rng.random() < self.distractors:
+            frames, masks = self._with_distractor(frames, masks, donors[int(self.rng.integers(len(donors)))])
         geometry = self._geometry(frames.shape[1:3])
         images = geometry.frames_to_network(frames)
         labels = geometry.labels_to_network(masks)
@@ -83,13 +93,51 @@ class WindowSampler:
         clip = self.synthetic(int(self.rng.integers(2**31)))
         picks = self._indices()
         frames = torch.from_numpy(clip.frames[picks]).permute(0, 3, 1, 2).contiguous()
-        # the generic offline model learns "moving objects": every object is foreground
-        masks = torch.from_numpy((clip.instances[picks] > 0).astype(np.int64))
+        # the generic offline model learns "moving objects": every object is foreground, except in a window
+        # with distractors, where only the clip's target is
+        if self.distractors and clip.instances.max() > 1 and self.rng.random() < self.distractors:
+            masks = torch.from_numpy(clip.masks[picks].astype(np.int64))
+        else:
+            masks = torch.from_numpy((clip.instances[picks] > 0).astype(np.int64))
         flows = []
         for a, b in zip(picks[:-1], picks[1:]):
             flows.append(torch.from_numpy(clip.flows[a]) if b == a + 1 else torch.zeros(self.size + (2,)))
         flow_tensor = torch.stack(flows).permute(0, 3, 1, 2).contiguous()
         return self._augment(frames, masks, flow_tensor, torch.ones(self.size, dtype=torch.bool))
+
+    def _with_distractor(self, frames: np.ndarray, masks: np.ndarray, donor: Sequence) -> tuple[np.ndarray, np.ndarray]:
+        """frames (T, H, W, 3) uint8 and masks (T, H, W) with an object cut from one frame of ``donor``, scaled
+        and maybe mirrored, drifting across the frames in front of everything; the target's mask loses what it
+        hides. A donor frame without an object leaves the window as it was."""
+        rng = self.rng
+        index = int(rng.integers(len(donor)))
+        donor_mask = donor.mask(index) > 0
+        if not donor_mask.any():
+            return frames, masks
+        rows, columns = np.nonzero(donor_mask)
+        box = (slice(rows.min(), rows.max() + 1), slice(columns.min(), columns.max() + 1))
+        cut, cut_mask = donor.frame(index)[box], donor_mask[box]
+        height, width = frames.shape[1:3]
+        # no larger than half the frame each way: a distractor, not a new background
+        scale = rng.uniform(0.5, 1.0) * min(1.0, 0.5 * height / cut.shape[0], 0.5 * width / cut.shape[1])
+        pick_rows = (np.arange(max(1, round(cut.shape[0] * scale))) / scale).astype(int)
+        pick_columns = (np.arange(max(1, round(cut.shape[1] * scale))) / scale).astype(int)
+        if rng.random() < 0.5:
+            pick_columns = pick_columns[::-1]
+        cut, cut_mask = cut[pick_rows][:, pick_columns], cut_mask[pick_rows][:, pick_columns]
+        top, left = rng.uniform(-0.25, 0.75) * height, rng.uniform(-0.25, 0.75) * width
+        velocity = rng.uniform(-0.04, 0.04, size=2) * (height, width)
+        frames, masks = frames.copy(), masks.copy()
+        for t in range(len(frames)):
+            y, x = round(top + t * velocity[0]), round(left + t * velocity[1])
+            y0, x0 = max(0, y), max(0, x)
+            y1, x1 = min(height, y + cut.shape[0]), min(width, x + cut.shape[1])
+            if y1 <= y0 or x1 <= x0:
+                continue
+            inside = cut_mask[y0 - y:y1 - y, x0 - x:x1 - x]
+            frames[t, y0:y1, x0:x1][inside] = cut[y0 - y:y1 - y, x0 - x:x1 - x][inside]
+            masks[t, y0:y1, x0:x1][inside] = 0
+        return frames, masks
 
     def _geometry(self, frame_size: tuple[int, int]) -> WorkingResolution:
         return WorkingResolution(frame_size[0], frame_size[1], long_side=max(self.size))

@@ -90,6 +90,9 @@ def test_config_errors_name_the_file(tmp_path):
     path.write_text("size: [100, 128]\n")
     with pytest.raises(SegFlowError, match="multiples of 64"):
         load_train_config(path)
+    path.write_text("distractors: 1.5\n")
+    with pytest.raises(SegFlowError, match="distractors must be a share"):
+        load_train_config(path)
     path.write_text("model_overrides: {depth: 3}\n")
     with pytest.raises(SegFlowError, match="bad.yaml.*unknown model setting"):
         load_train_config(path)
@@ -103,12 +106,14 @@ def test_shipped_stage_configs_load_and_chain():
     from pathlib import Path
 
     configs = Path(__file__).resolve().parents[2] / "configs"
-    names = ("small_1_flow", "small_2_seg", "small_3_prior", "small_4_flow_real")
+    names = ("small_1_flow", "small_2_seg", "small_3_prior", "small_4_flow_real", "small_5_distractors")
     stages = [load_train_config(configs / f"{name}.yaml") for name in names]
-    assert [s.phases for s in stages] == [("flow",), ("seg",), ("seg",), ("flow",)]
+    assert [s.phases for s in stages] == [("flow",), ("seg",), ("seg",), ("flow",), ("seg",)]
     assert stages[0].init_from is None
     assert [s.init_from for s in stages[1:]] == [f"{s.output}/final.pt" for s in stages[:-1]]
     assert stages[2].init_fresh == ("mask_prior.",)  # the only new part
+    # the distractor stage leaves the flow as stage 4 trained it: the encoder the bridges read stays frozen
+    assert stages[4].distractors > 0 and stages[4].keep_frozen == ("appearance_encoder.",)
     # the measured re-adaptation keeps the features the seg -> flow bridges read as stage 4's flow branch knew them
     readapt = load_train_config(configs / "small_seg_readapt.yaml")
     assert readapt.init_from == f"{stages[3].output}/final.pt" and readapt.keep_frozen == ("appearance_encoder.",)
