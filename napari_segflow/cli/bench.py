@@ -111,7 +111,8 @@ def _bench_accuracy(args: argparse.Namespace) -> int:
 
     net, _ = load_checkpoint(args.weights)
     sequences = find_sequences(args.davis_root, names=args.sequences or list(HELD_OUT))
-    config = replace(FinetuneConfig(), steps=args.finetune_steps, time_budget=args.finetune_seconds)
+    config = replace(FinetuneConfig(), steps=args.finetune_steps, time_budget=args.finetune_seconds,
+                     seed=args.finetune_seed)
     methods = tuple(args.methods or (VARIANTS + PEERS))
 
     def report(name, scores):

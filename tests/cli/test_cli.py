@@ -37,3 +37,21 @@ def test_bench_takes_ablation_names_that_start_with_a_dash():
         ["bench", "--part", "accuracy", "--methods", "full", "--methods=-ref", "--methods", "dis", "farneback"]
     )
     assert args.methods == ["full", "-ref", "dis", "farneback"]
+
+
+def test_bench_accuracy_passes_the_fine_tune_seed(monkeypatch, davis_folder):
+    import pytest
+
+    import napari_segflow.evaluation.accuracy as accuracy
+
+    class Captured(Exception):
+        pass
+
+    def capture(net, sequences, methods, config, **kwargs):
+        raise Captured(config.seed, [s.name for s in sequences], methods)
+
+    monkeypatch.setattr(accuracy, "evaluate", capture)
+    with pytest.raises(Captured) as captured:
+        main(["bench", "--part", "accuracy", "--davis-root", str(davis_folder), "--sequences", "val",
+              "--methods", "full", "--finetune-seed", "2"])
+    assert captured.value.args == (2, ["val"], ("full",))
