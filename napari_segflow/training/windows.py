@@ -81,8 +81,8 @@ class WindowSampler:
         picks = [order[min(i, span - 1)] for i in self._indices()]
         frames = np.stack([sequence.frame(i) for i in picks])
         masks = np.stack([(sequence.mask(i) > 0).astype(np.uint8) for i in picks])
-        donors = [s for s in self.sequences if s is not sequence]
-        if self.distractors and donors and self.rng.random() < self.distractors:
+        if self.distractors and len(self.sequences) > 1 and self.rng.random() < self.distractors:
+            donors = [s for s in self.sequences if s is not sequence]
             frames, masks = self._with_distractor(frames, masks, donors[int(self.rng.integers(len(donors)))])
         geometry = self._geometry(frames.shape[1:3])
         images = geometry.frames_to_network(frames)
