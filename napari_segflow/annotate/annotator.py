@@ -24,6 +24,7 @@ from napari_segflow.annotate.painted import PaintedFrames
 from napari_segflow.annotate.progress import Meter, Update
 from napari_segflow.data.io import ArrayFrames, VideoFrames
 from napari_segflow.errors import SegFlowError
+from napari_segflow.inference.attention import frames_worth_a_look
 from napari_segflow.inference.session import SessionSettings, VideoSession
 
 #: Layer metadata key marking the plugin's own output layers (and which output each is).
@@ -333,10 +334,11 @@ class Annotator:
             self.show_frame(index)
 
     def worth_a_look(self, count: int = 5) -> list[int]:
-        """The frames with the highest attention scores, highest first; the user's own frames are left out."""
-        own = set(self.user_frames())
-        ranked = sorted((t for t in self.attention if t not in own), key=self.attention.get, reverse=True)
-        return ranked[:count]
+        """The frames most worth repainting next, best first (inference/attention.py's ``frames_worth_a_look``:
+        attention scores, damped near the user's frames and near each other); none before a run."""
+        if self.session is None or not self.attention:
+            return []
+        return frames_worth_a_look(self.attention, self.user_frames(), len(self.session), count)
 
     def undo(self) -> list[int]:
         """Take back the session's newest change; the frames whose masks came back. An error when there

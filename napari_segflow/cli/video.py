@@ -52,6 +52,7 @@ def drive(events, total_steps: int, total_frames: int, label: str = "") -> list:
 def run_propagate(args: argparse.Namespace) -> int:
     from napari_segflow.data.io import open_video, read_annotation, write_flo, write_label_png, write_text
     from napari_segflow.errors import SegFlowError
+    from napari_segflow.inference.attention import frames_worth_a_look
     from napari_segflow.inference.session import VideoSession
 
     out = _checked_output_folder(args.out, "--out")
@@ -88,7 +89,7 @@ def run_propagate(args: argparse.Namespace) -> int:
             attention[result.index] = result.attention
     write_text(attention_csv(attention, names), out / ATTENTION_FILE)
     written = len(attention)
-    worst = ", ".join(str(t) for t in sorted(attention, key=attention.get, reverse=True)[:5])
+    worst = ", ".join(str(t) for t in frames_worth_a_look(attention, annotations, len(names)))
     print(f"wrote {written} masks to {out}" + (f" and {written} flow fields to {flow_out}" if flow_out else "")
           + f"; frames most worth a look: {worst} ({out / ATTENTION_FILE})")
     return 0

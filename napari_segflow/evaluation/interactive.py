@@ -5,7 +5,8 @@ simulated user repaints one frame with its true mask and the session runs again 
 re-propagation over the frames nearer the new one than any other user frame), as a person correcting in the
 widget would. Which frame:
 
-- ``attention``: the frame the session's attention score (inference/attention.py) ranks highest;
+- ``attention``: the first frame the session suggests from its attention scores (inference/attention.py's
+  ``frames_worth_a_look``, as the widget lists them and ``segflow propagate`` prints them);
 - ``even``: the middle of the longest stretch without a user frame (evenly spaced frames, as a person scrubbing
   through a video at regular steps would pick);
 - ``oracle``: the truly worst frame (lowest J): the upper bound of any way of choosing.
@@ -28,6 +29,7 @@ import numpy as np
 
 from napari_segflow.evaluation.baselines import propagate_by_flow
 from napari_segflow.evaluation.metrics import region_similarity, score_sequence
+from napari_segflow.inference.attention import frames_worth_a_look
 from napari_segflow.inference.propagation import FrameResult, correction_orders
 from napari_segflow.inference.session import SessionSettings, VideoSession
 
@@ -67,7 +69,10 @@ def choose_frame(strategy: str, annotated: set[int], count: int, labels: np.ndar
     if not free:
         raise ValueError("every frame is annotated already")
     if strategy == "attention":
-        return max(free, key=lambda t: (attention.get(t, 0.0), -t))
+        suggested = frames_worth_a_look(attention, annotated, count, limit=1)
+        if not suggested:
+            raise ValueError("no frame has an attention score yet: run the session first")
+        return suggested[0]
     if strategy == "oracle":
         return min(free, key=lambda t: (region_similarity(labels[t] > 0, truths[t] > 0), t))
     if strategy == "even":

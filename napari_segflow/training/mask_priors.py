@@ -3,7 +3,9 @@
 At run time a frame's prior is the previous frame's mask carried by the flow: shifted where the flow erred,
 swollen or thinned at the edges, soft, and missing where the object came in from outside. Training shows the
 network the true mask with these errors drawn at random, so it learns to correct a prior rather than copy it,
-and, with a share of priors dropped, to segment when nothing is known.
+and, with a share of priors dropped, to segment when nothing is known. A share of priors can instead be each
+object's bounding box, a little loose, filled: what the first-mask tool (inference/first_mask.py) hands the
+network when a user draws a box, so the network learns to find the object inside one.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from napari_segflow.model.prior import PRIOR_STRIDE, prior_from_labels
 class PriorDeformation:
     """Ranges of the random errors: shift (share of the image side), scale, rotation (degrees), a smooth
     non-rigid displacement (share of the image side), edge growth or shrinkage (prior-grid pixels), the share
-    of priors blurred, and of priors dropped (all zeros: unknown)."""
+    of priors blurred, and of priors dropped (all zeros: unknown); the share of priors that are boxes instead,
+    each side loosened by up to ``box_slack`` prior-grid pixels."""
 
     shift: float = 0.05
     scale: float = 0.08
@@ -29,6 +32,8 @@ class PriorDeformation:
     edge: int = 2
     blur_share: float = 0.5
     drop_share: float = 0.1
+    box_share: float = 0.0
+    box_slack: int = 2
 
 
 def deformed_priors(
@@ -71,4 +76,41 @@ def deformed_priors(
     prior = torch.cat([1 - objects.sum(1, keepdim=True), objects], dim=1)
     keep = (torch.rand(count, generator=generator) >= ranges.drop_share).to(device).view(count, 1, 1, 1)
     prior = prior * keep
+    if ranges.box_share > 0:  # drawn only then, so configs without boxes draw the priors they always drew
+        prior = _boxes_for_some(prior, masks.reshape(count, height, width), classes, generator, ranges)
     return prior.reshape(batch, steps, classes, height // PRIOR_STRIDE, width // PRIOR_STRIDE)
+
+
+def box_prior(masks: torch.Tensor, classes: int, slack: torch.Tensor) -> torch.Tensor:
+    """masks (N, H, W) class indices, slack (N, K, 4) prior-grid pixels to loosen each object's box by (left,
+    top, right, bottom) -> (N, K+1, H/4, W/4): every object's filled bounding box on the prior grid (where boxes
+    overlap, shared among them), background elsewhere; an absent object has no box."""
+    count, height, width = masks.shape
+    grid_height, grid_width = height // PRIOR_STRIDE, width // PRIOR_STRIDE
+    rows = torch.arange(grid_height, device=masks.device).view(1, grid_height, 1)
+    columns = torch.arange(grid_width, device=masks.device).view(1, 1, grid_width)
+    objects = []
+    for k in range(1, classes):
+        present = F.max_pool2d((masks == k).float().unsqueeze(1), PRIOR_STRIDE).squeeze(1) > 0  # (N, h, w) cells
+        any_row, any_column = present.any(2), present.any(1)  # (N, h), (N, w)
+        top = torch.where(any_row, rows.view(1, -1), grid_height).amin(1) - slack[:, k - 1, 1]
+        bottom = torch.where(any_row, rows.view(1, -1), -1).amax(1) + slack[:, k - 1, 3]
+        left = torch.where(any_column, columns.view(1, -1), grid_width).amin(1) - slack[:, k - 1, 0]
+        right = torch.where(any_column, columns.view(1, -1), -1).amax(1) + slack[:, k - 1, 2]
+        inside = ((rows >= top.view(-1, 1, 1)) & (rows <= bottom.view(-1, 1, 1))
+                  & (columns >= left.view(-1, 1, 1)) & (columns <= right.view(-1, 1, 1)))
+        objects.append((inside & any_row.any(1).view(-1, 1, 1)).float())
+    objects = torch.stack(objects, dim=1)
+    objects = objects / objects.sum(1, keepdim=True).clamp_min(1)
+    return torch.cat([1 - objects.sum(1, keepdim=True), objects], dim=1)
+
+
+def _boxes_for_some(prior: torch.Tensor, masks: torch.Tensor, classes: int, generator: torch.Generator,
+                    ranges: PriorDeformation) -> torch.Tensor:
+    count = prior.shape[0]
+    chosen = torch.rand(count, generator=generator) < ranges.box_share
+    slack = torch.randint(0, ranges.box_slack + 1, (count, classes - 1, 4), generator=generator)
+    if not chosen.any():
+        return prior
+    boxes = box_prior(masks.to(prior.device), classes, slack.to(prior.device))
+    return torch.where(chosen.to(prior.device).view(count, 1, 1, 1), boxes, prior)

@@ -42,6 +42,7 @@ from napari_segflow.errors import SegFlowError
 from napari_segflow.model.segflow import SegFlowNet
 from napari_segflow.training.davis import HELD_OUT, VALIDATION, Sequence, find_sequences
 from napari_segflow.training.flow_batches import FLOW_SOURCES, FlowBatches, frame_to_tensor
+from napari_segflow.training.mask_priors import PriorDeformation
 from napari_segflow.training.objectives import FlowObjective, SegmentationObjective, train_only
 from napari_segflow.training.teacher import TeacherCache
 from napari_segflow.training.warm_start import warm_start
@@ -76,6 +77,7 @@ class TrainConfig:
     stop_and_go: float = 0.2
     synthetic_share_seg: float = 0.4
     distractors: float = 0.0  # share of seg windows holding objects other than the target (training/windows.py)
+    prior_boxes: float = 0.0  # share of mask priors that are the objects' boxes (training/mask_priors.py)
     flow_mix: dict = field(default_factory=lambda: {"warped": 0.45, "teacher": 0.4, "synthetic": 0.15})
     flow_batch_size: int = 8
     flow_size: tuple[int, int] = (192, 256)
@@ -113,8 +115,9 @@ class TrainConfig:
             raise SegFlowError(
                 f"TrainConfig.flow_mix must give non-negative shares of {', '.join(FLOW_SOURCES)}, got {self.flow_mix}"
             )
-        if not 0 <= self.distractors <= 1:
-            raise SegFlowError(f"TrainConfig.distractors must be a share in [0, 1], got {self.distractors}")
+        for name in ("distractors", "prior_boxes"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise SegFlowError(f"TrainConfig.{name} must be a share in [0, 1], got {getattr(self, name)}")
         if self.window < 2:
             raise SegFlowError(f"TrainConfig.window must be at least 2, got {self.window}")
         if self.rounds < 1:
@@ -253,7 +256,11 @@ class OfflineTrainer:
         return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * share)))
 
     def _objective(self, phase: str) -> torch.nn.Module:
-        objective = FlowObjective(self.net) if phase == "flow" else SegmentationObjective(self.net, self.prior_generator)
+        if phase == "flow":
+            objective = FlowObjective(self.net)
+        else:
+            objective = SegmentationObjective(self.net, self.prior_generator,
+                                              prior_deformation=PriorDeformation(box_share=self.config.prior_boxes))
         if self.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             # one of the memory readouts (one way / both ways) sits out each step

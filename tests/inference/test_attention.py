@@ -24,3 +24,18 @@ def test_unsure_pixels_raise_the_score_and_unknown_areas_are_not_compared():
     assert attention_score(None, _probabilities(10, 10)) == 0.0
     unknown = torch.zeros_like(expected)  # the carried mask came from outside the image
     assert attention_score(unknown, _probabilities(20, 20)) == 0.0
+
+
+def test_suggestions_pass_over_frames_next_to_a_user_frame_and_spread_over_the_video():
+    from napari_segflow.inference.attention import frames_worth_a_look
+
+    # reach: a fifth of 100 frames. Frame 1's 0.9 counts 0.9 / 20 next to user frame 0
+    attention = {1: 0.9, 50: 0.5, 51: 0.49, 52: 0.48, 80: 0.3, 95: 0.1}
+    suggested = frames_worth_a_look(attention, [0], 100, limit=4)
+    # 51 and 52, next to the suggested 50, count a twentieth and a tenth
+    assert suggested == [50, 80, 95, 52]
+    assert len(frames_worth_a_look(attention, [0], 100, limit=10)) == 6  # frames without a score: not reached yet
+    assert frames_worth_a_look(attention, [0, 50], 100, limit=1) == [80]
+    assert frames_worth_a_look(attention, [], 100, limit=1) == [1]  # no user frame: the score alone
+    # a short video: every free frame once, the user's never
+    assert sorted(frames_worth_a_look({t: 0.1 * t for t in range(5)}, [2], 5, limit=10)) == [0, 1, 3, 4]

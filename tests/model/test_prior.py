@@ -76,3 +76,45 @@ def test_deformed_priors_stay_probabilities_and_err_like_a_carried_mask():
     target = prior_from_labels(masks[0, :1], 2)[0, 1]
     errors = (priors[:, :, 1].flatten(0, 1)[kept] - target).abs().sum((1, 2))
     assert errors.min() > 0 and errors.median() < target.sum()  # wrong, but a usable guess
+
+
+def test_box_priors_fill_each_objects_box_loosened_by_its_slack():
+    from napari_segflow.training.mask_priors import box_prior
+
+    masks = torch.zeros(2, 64, 128, dtype=torch.long)
+    masks[0, 20:30, 40:44] = 1  # cells rows 5..7, columns 10
+    masks[0, 24:26, 60:70] = 1  # columns 15..17: the box spans both parts
+    masks[0, 48:56, 100:120] = 2  # rows 12..13, columns 25..29
+    no_slack = torch.zeros(2, 2, 4, dtype=torch.long)
+    prior = box_prior(masks, 3, no_slack)
+    torch.testing.assert_close(prior.sum(1), torch.ones(2, 16, 32))
+    first = torch.zeros(16, 32)
+    first[5:8, 10:18] = 1
+    torch.testing.assert_close(prior[0, 1], first)
+    second = torch.zeros(16, 32)
+    second[12:14, 25:30] = 1
+    torch.testing.assert_close(prior[0, 2], second)
+    assert prior[1, 1:].sum() == 0  # no object, no box
+
+    slack = no_slack.clone()
+    slack[0, 0] = torch.tensor([1, 2, 3, 0])  # left, top, right, bottom
+    loose = box_prior(masks, 3, slack)[0, 1]
+    rows, columns = loose.nonzero().T
+    assert (rows.min(), rows.max(), columns.min(), columns.max()) == (3, 7, 9, 20)
+
+
+def test_a_share_of_priors_become_boxes_and_without_boxes_the_draws_are_unchanged():
+    masks = _square_labels().repeat(64, 1, 1).reshape(16, 4, 64, 128)
+    default = deformed_priors(masks, 2, torch.Generator().manual_seed(3))
+    no_boxes = deformed_priors(masks, 2, torch.Generator().manual_seed(3), PriorDeformation(box_share=0.0))
+    torch.testing.assert_close(default, no_boxes)  # the shipped stages' priors, draw for draw
+
+    with_boxes = deformed_priors(masks, 2, torch.Generator().manual_seed(3), PriorDeformation(box_share=0.3))
+    square = prior_from_labels(masks[0, :1], 2)[0, 1]  # the square's own box: cells 4..9, 6..11
+    foreground = with_boxes[:, :, 1].flatten(0, 1)
+    is_box = [bool(((f == 1) | (f == 0)).all() and (f[4:10, 6:12] == 1).all() and f.sum() <= 10 * 10)
+              for f in foreground]
+    assert 0.15 < sum(is_box) / len(is_box) < 0.45
+    changed = (with_boxes != default).flatten(0, 1).flatten(1).any(1)
+    assert changed.tolist() == is_box  # the rest are the priors drawn without boxes
+    assert square.sum() == 36

@@ -93,6 +93,9 @@ def test_config_errors_name_the_file(tmp_path):
     path.write_text("distractors: 1.5\n")
     with pytest.raises(SegFlowError, match="distractors must be a share"):
         load_train_config(path)
+    path.write_text("prior_boxes: -0.2\n")
+    with pytest.raises(SegFlowError, match="prior_boxes must be a share"):
+        load_train_config(path)
     path.write_text("model_overrides: {depth: 3}\n")
     with pytest.raises(SegFlowError, match="bad.yaml.*unknown model setting"):
         load_train_config(path)
@@ -102,7 +105,7 @@ def test_config_errors_name_the_file(tmp_path):
 
 def test_shipped_stage_configs_load_and_chain():
     """The recorded stages of the shipped checkpoint warm-start each from the previous one's output; the measured
-    stages that the chain skips start from stage 1, 3 or 4."""
+    stages that the chain skips start from stage 1, 3, 4 or 5."""
     from pathlib import Path
 
     configs = Path(__file__).resolve().parents[2] / "configs"
@@ -114,6 +117,10 @@ def test_shipped_stage_configs_load_and_chain():
     assert stages[2].init_fresh == ("mask_prior.",)  # the only new part
     # the distractor stage leaves the flow as stage 4 trained it: the encoder the bridges read stays frozen
     assert stages[4].distractors > 0 and stages[4].keep_frozen == ("appearance_encoder.",)
+    # the measured box priors: stage 5's windows, the flow as stage 4 left it
+    boxes = load_train_config(configs / "small_seg_box_priors.yaml")
+    assert boxes.init_from == f"{stages[4].output}/final.pt" and boxes.keep_frozen == ("appearance_encoder.",)
+    assert boxes.prior_boxes > 0 and boxes.distractors == stages[4].distractors
     # the measured re-adaptation keeps the features the seg -> flow bridges read as stage 4's flow branch knew them
     readapt = load_train_config(configs / "small_seg_readapt.yaml")
     assert readapt.init_from == f"{stages[3].output}/final.pt" and readapt.keep_frozen == ("appearance_encoder.",)
@@ -243,3 +250,32 @@ def test_cosine_learning_rate_falls_to_its_floor_over_the_phase(tiny_train_confi
     assert constant.learning_rate("flow") == 1e-3
     with pytest.raises(SegFlowError, match="lr_schedule"):
         replace(config, lr_schedule="step")
+
+
+def test_prior_boxes_reach_the_segmentation_windows(tiny_train_config, monkeypatch):
+    from napari_segflow.model.segflow import SegFlowNet
+
+    seen = []
+    original = SegFlowNet.segment_clip
+
+    def spy(self, frames, *args, priors=None, **kwargs):
+        if self.training:
+            seen.append(priors.detach().clone())
+        return original(self, frames, *args, priors=priors, **kwargs)
+
+    monkeypatch.setattr(SegFlowNet, "segment_clip", spy)
+    base = replace(tiny_train_config, phases=("seg",), phase_max_steps=(0, 3), phase_min_steps=3, validate_every=3,
+                   model_overrides={**tiny_train_config.model_overrides, "mask_prior": True, "fine_scores": True})
+
+    def is_box(foreground):
+        rows, columns = foreground.any(1), foreground.any(0)
+        block = foreground[rows][:, columns]
+        return bool(((foreground == 0) | (foreground == 1)).all() and (block == 1).all())
+
+    OfflineTrainer(replace(base, prior_boxes=1.0)).run(progress_bar=False)
+    boxes = [p[:, :, 1].flatten(0, 1) for p in seen]
+    assert len(boxes) == 3 and all(is_box(f) for batch in boxes for f in batch)
+    assert any(f.sum() > 0 for batch in boxes for f in batch)
+    seen.clear()
+    OfflineTrainer(replace(base, output=base.output + "2")).run(progress_bar=False)
+    assert not all(is_box(f) for p in seen for f in p[:, :, 1].flatten(0, 1))
