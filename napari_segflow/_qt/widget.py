@@ -113,8 +113,9 @@ class SegFlowWidget(QWidget):
         self.user_frames.itemClicked.connect(self._go_to_frame)
         self.timeline = AttentionTimeline()
         self.timeline.frame_clicked.connect(lambda frame: self.viewer.dims.set_current_step(0, frame))
-        self.worth_a_look = QListWidget(toolTip="The frames whose masks most deserve a look: the mask jumped from "
-                                                "where the flow carried it, or is unsure. Click one to go there.")
+        self.worth_a_look = QListWidget(toolTip="Frames to repaint next, best first: the mask jumped from where the "
+                                                "flow carried it, or is unsure, away from your own frames. "
+                                                "Click one to go there.")
         self.worth_a_look.setMaximumHeight(110)
         self.worth_a_look.itemClicked.connect(self._go_to_frame)
 

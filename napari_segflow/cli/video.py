@@ -120,7 +120,7 @@ ATTENTION_FILE = "attention.csv"
 
 
 def attention_csv(attention: dict[int, float], names: list[str]) -> str:
-    """CSV text: frame index, frame name, attention score and its rank (1: most worth a look), in frame order."""
+    """CSV text: frame index, frame name, attention score and its rank by score (1: the highest), in frame order."""
     ranks = {t: rank for rank, t in enumerate(sorted(attention, key=attention.get, reverse=True), start=1)}
     rows = ["frame,name,attention,rank"]
     rows += [f"{t},{names[t]},{attention[t]:.4f},{ranks[t]}" for t in sorted(attention)]

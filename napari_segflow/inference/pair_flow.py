@@ -3,6 +3,12 @@
 Images no larger than the working size are estimated as they are (padded to the network's multiple); larger
 ones are scaled down so that their long side is ``long_side``, and the flow is resized back with its values
 scaled to the images' pixels. The classical peers go through the same working size, so a comparison is fair.
+
+By default the network's flow is the mean of three passes in one batch: the pair as it is, mirrored left-right
+and mirrored upside down (each mirrored flow mirrored back). The branch's errors on mirrored inputs are partly its
+own, so they average out; on the validation sequences' warped pairs (exact flow) the mean EPE fell 11% (1.10 to
+0.98 px), on validation procedural pairs 10% (README). Propagation in a session keeps one pass: it has a frame
+rate to hold.
 """
 
 from __future__ import annotations
@@ -33,8 +39,9 @@ def check_pair(first: np.ndarray, second: np.ndarray, names: tuple[str, str] = (
 
 
 def segflow_pair_flow(net, first: np.ndarray, second: np.ndarray, long_side: int = FLOW_LONG_SIDE,
-                      device="cpu") -> np.ndarray:
-    """(H, W, 2) float32 flow first -> second of two (H, W, 3) uint8 images by the network's flow branch."""
+                      device="cpu", mirrored: bool = True) -> np.ndarray:
+    """(H, W, 2) float32 flow first -> second of two (H, W, 3) uint8 images by the network's flow branch; with
+    ``mirrored``, the mean of the pair's flow and its mirrored pairs' flows (see the module's docstring)."""
     import torch
 
     from napari_segflow.device import autocast
@@ -42,11 +49,22 @@ def segflow_pair_flow(net, first: np.ndarray, second: np.ndarray, long_side: int
     check_pair(first, second)
     geometry = working_geometry(*first.shape[:2], long_side)
     device = torch.device(device)
-    images = geometry.frames_to_network(np.stack([first, second]), device)
+    # (image axis mirrored, flow component that changes sign): none, left-right (u), upside down (v); each
+    # mirrored pair is padded as the pair itself is, so every pass sees the image's content in the same place
+    mirrors = [(None, None), (1, 0), (0, 1)] if mirrored else [(None, None)]
+    pairs = [(first, second) if axis is None else (np.flip(first, axis), np.flip(second, axis)) for axis, _ in mirrors]
+    images = geometry.frames_to_network(np.stack([image for pair in pairs for image in pair]), device)
     net.eval()
     with torch.no_grad(), autocast(device):
-        flow = net.estimate_flow(images[:1], images[1:]).flow.float()
-    return geometry.flow_to_frame(flow)[0].permute(1, 2, 0).cpu().numpy()
+        flows = net.estimate_flow(images[0::2], images[1::2]).flow.float()
+    flows = geometry.flow_to_frame(flows)  # (passes, 2, H, W)
+    unmirrored = []
+    for flow, (axis, component) in zip(flows, mirrors):
+        if axis is not None:
+            flow = flow.flip(axis + 1)
+            flow[component] = -flow[component]
+        unmirrored.append(flow)
+    return torch.stack(unmirrored).mean(0).permute(1, 2, 0).cpu().numpy()
 
 
 def peer_pair_flow(first: np.ndarray, second: np.ndarray, method: str, long_side: int = FLOW_LONG_SIDE) -> np.ndarray:

@@ -451,7 +451,8 @@ class OfflineTrainer:
             from napari_segflow.inference.pair_flow import segflow_pair_flow
 
             for first, second, truth, valid in self.teacher_validation_pairs:
-                flow = segflow_pair_flow(self.net, first, second, device=self.device)  # as `segflow flow` runs it
+                # as `segflow flow` runs it, in the one pass that propagation makes
+                flow = segflow_pair_flow(self.net, first, second, device=self.device, mirrored=False)
                 errors.append(float(np.linalg.norm(flow - truth, axis=-1)[valid].mean()))
         return errors
 

@@ -39,7 +39,10 @@ def test_propagate_writes_a_mask_per_frame_named_like_the_frames(tmp_path, frame
     for name in names:
         assert set(np.unique(read_label_image(out / f"{name}.png"))) <= {0, 5}
         assert read_flo(flow_out / f"{name}.flo").shape == (96, 128, 2)
-    assert "wrote 5 masks" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "wrote 5 masks" in printed
+    suggested = printed.split("frames most worth a look: ")[1].split(" (")[0].split(", ")
+    assert sorted(int(t) for t in suggested) == [0, 1, 3, 4]  # every frame but the user's
     rows = (out / "attention.csv").read_text().splitlines()
     assert rows[0] == "frame,name,attention,rank" and len(rows) == 6
     table = [row.split(",") for row in rows[1:]]
