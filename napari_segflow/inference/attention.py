@@ -51,17 +51,18 @@ def frames_worth_a_look(attention: dict[int, float], user_frames: Iterable[int],
     over the video; user frames and frames without a score (not reached yet) are never suggested."""
     anchors = set(user_frames)
     reach = max(1.0, SUGGESTION_REACH * count)
+
+    def worth(t: int) -> tuple[float, int]:
+        nearest = min((abs(t - a) for a in anchors), default=reach)
+        return attention[t] * min(1.0, nearest / reach), -t  # ties: the earlier frame
+
     suggested: list[int] = []
+    candidates = sorted(attention)
     while len(suggested) < limit:
-        free = [t for t in sorted(attention) if t not in anchors]
+        free = [t for t in candidates if t not in anchors]
         if not free:
             break
-
-        def worth(t: int) -> float:
-            nearest = min((abs(t - a) for a in anchors), default=reach)
-            return attention[t] * min(1.0, nearest / reach)
-
-        best = max(free, key=lambda t: (worth(t), -t))
+        best = max(free, key=worth)
         suggested.append(best)
         anchors.add(best)
     return suggested

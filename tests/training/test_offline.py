@@ -82,23 +82,21 @@ def test_interrupted_run_resumes_to_the_same_weights(tiny_train_config, tmp_path
         torch.testing.assert_close(resumed_net.state_dict()[key], value, rtol=0, atol=0, msg=key)
 
 
-def test_config_errors_name_the_file(tmp_path):
+@pytest.mark.parametrize("text, message", [
+    ("rounds: 2\nlearning_rate: 0.1\n", "bad.yaml: unknown setting.*learning_rate"),
+    ("size: [100, 128]\n", "multiples of 64"),
+    ("distractors: 1.5\n", "distractors must be a share"),
+    ("prior_boxes: -0.2\n", "prior_boxes must be a share"),
+    ("model_overrides: {depth: 3}\n", "bad.yaml.*unknown model setting"),
+])
+def test_config_errors_name_the_file(tmp_path, text, message):
     path = tmp_path / "bad.yaml"
-    path.write_text("rounds: 2\nlearning_rate: 0.1\n")
-    with pytest.raises(SegFlowError, match="bad.yaml: unknown setting.*learning_rate"):
+    path.write_text(text)
+    with pytest.raises(SegFlowError, match=message):
         load_train_config(path)
-    path.write_text("size: [100, 128]\n")
-    with pytest.raises(SegFlowError, match="multiples of 64"):
-        load_train_config(path)
-    path.write_text("distractors: 1.5\n")
-    with pytest.raises(SegFlowError, match="distractors must be a share"):
-        load_train_config(path)
-    path.write_text("prior_boxes: -0.2\n")
-    with pytest.raises(SegFlowError, match="prior_boxes must be a share"):
-        load_train_config(path)
-    path.write_text("model_overrides: {depth: 3}\n")
-    with pytest.raises(SegFlowError, match="bad.yaml.*unknown model setting"):
-        load_train_config(path)
+
+
+def test_a_missing_config_is_named(tmp_path):
     with pytest.raises(SegFlowError, match="no such config"):
         load_train_config(tmp_path / "absent.yaml")
 
