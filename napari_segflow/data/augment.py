@@ -209,11 +209,12 @@ def _random_displacement(mask: torch.Tensor, generator: torch.Generator, ranges:
     u = torch.rand(4, generator=generator, dtype=torch.float64).tolist()
     angle = (2 * u[0] - 1) * ranges.max_rotation
     scale = 1 + (2 * u[1] - 1) * ranges.max_scale_change
-    shift = torch.tensor([(2 * u[2] - 1) * ranges.max_shift, (2 * u[3] - 1) * ranges.max_shift])
+    device = mask.device  # the generator draws on the CPU; the field works where the frames are
+    shift = torch.tensor([(2 * u[2] - 1) * ranges.max_shift, (2 * u[3] - 1) * ranges.max_shift], device=device)
     c, s = math.cos(angle) * scale, math.sin(angle) * scale
-    linear = torch.tensor([[c - 1, -s], [s, c - 1]], dtype=torch.float32)
+    linear = torch.tensor([[c - 1, -s], [s, c - 1]], dtype=torch.float32, device=device)
     cells = ranges.field_cells
-    coarse = (torch.rand(1, 2, cells, cells, generator=generator) * 2 - 1) * ranges.field_amplitude
+    coarse = ((torch.rand(1, 2, cells, cells, generator=generator) * 2 - 1) * ranges.field_amplitude).to(device)
     height, width = mask.shape
 
     def displacement(points: torch.Tensor) -> torch.Tensor:

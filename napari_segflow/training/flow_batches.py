@@ -60,6 +60,11 @@ class FlowBatches:
             SyntheticConfig(height=size[0], width=size[1], num_frames=2, stop_and_go=0.0)
         )
 
+    def reseed(self, seed: int) -> None:
+        """Start a new random stream (a worker process's copy draws its own batches)."""
+        self.rng = np.random.default_rng(seed)
+        self.torch_generator = torch.Generator().manual_seed(seed)
+
     def draw(self, kind: str, batch_size: int, max_motion: float) -> FlowPair:
         if kind not in FLOW_SOURCES:
             raise SegFlowError(f"unknown flow source {kind!r}; choose from {', '.join(FLOW_SOURCES)}")

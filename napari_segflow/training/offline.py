@@ -28,7 +28,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -40,13 +40,15 @@ from napari_segflow.data.warped_pairs import WarpRanges, make_warped_pair
 from napari_segflow.device import choose_device
 from napari_segflow.errors import SegFlowError
 from napari_segflow.model.segflow import SegFlowNet
+from napari_segflow.training.batch_stream import (FlowBatch, SegBatch, counted, flow_batches, in_workers,
+                                                   seg_batches, worker_seed)
 from napari_segflow.training.davis import HELD_OUT, VALIDATION, Sequence, find_sequences
 from napari_segflow.training.flow_batches import FLOW_SOURCES, FlowBatches, frame_to_tensor
 from napari_segflow.training.mask_priors import PriorDeformation
 from napari_segflow.training.objectives import FlowObjective, SegmentationObjective, train_only
 from napari_segflow.training.teacher import TeacherCache
 from napari_segflow.training.warm_start import warm_start
-from napari_segflow.training.windows import WindowSampler, collate
+from napari_segflow.training.windows import WindowSampler
 
 PHASES = ("flow", "seg")
 #: what a flow phase is validated on: procedural pairs, pairs warped from the validation sequences' frames with
@@ -94,6 +96,7 @@ class TrainConfig:
     rounds: int = 3
     phase_max_steps: tuple[int, int] = (1500, 1500)  # flow, seg
     phase_min_steps: int = 200
+    phase_max_minutes: float = 0.0  # 0: none; else a phase also ends after this much training time (GPU runs)
     validate_every: int = 150
     patience: int = 3
     clip_value: float = 50.0
@@ -103,6 +106,7 @@ class TrainConfig:
     validation_window: int = 8
     checkpoint_every: int = 100
     amp: bool = True
+    loader_workers: int = 0  # processes drawing batches ahead of the device (GPU runs); 0: in step, resumable to the bit
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -130,6 +134,10 @@ class TrainConfig:
             raise SegFlowError(f"TrainConfig.lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if not 0 < self.lr_floor <= 1:
             raise SegFlowError(f"TrainConfig.lr_floor must be in (0, 1], got {self.lr_floor}")
+        if self.loader_workers < 0:
+            raise SegFlowError(f"TrainConfig.loader_workers must be 0 or more, got {self.loader_workers}")
+        if self.phase_max_minutes < 0:
+            raise SegFlowError(f"TrainConfig.phase_max_minutes must be 0 (no limit) or more, got {self.phase_max_minutes}")
         if self.teacher_validation_stride < 1:
             raise SegFlowError(
                 f"TrainConfig.teacher_validation_stride must be at least 1, got {self.teacher_validation_stride}"
@@ -179,6 +187,7 @@ class Progress:
     best_error: float = math.inf
     stale: int = 0
     elapsed: float = 0.0
+    phase_elapsed: float = 0.0
 
 
 class OfflineTrainer:
@@ -217,6 +226,7 @@ class OfflineTrainer:
                 raise SegFlowError(f"TrainConfig.keep_frozen: no parameter of the network starts with {prefix!r}")
         self.progress = Progress(phase=config.phases[0])
         self.best_state: dict | None = None
+        self.batches: Iterator[SegBatch | FlowBatch] | None = None  # the running phase's, while run() runs
         self.prior_generator = torch.Generator().manual_seed(config.seed * 1000 + 500 + self.rank)
         self.optimizer = self._optimizer(self.progress.phase)
         self.validation_clips = self._validation_clips()
@@ -247,13 +257,19 @@ class OfflineTrainer:
 
     def learning_rate(self, phase: str) -> float:
         """The phase's rate at its current step: constant, or a cosine from the configured rate down to
-        ``lr_floor`` times it at the phase's last step."""
+        ``lr_floor`` times it at the phase's last step, or at its time limit if that comes first."""
         base = self.config.lr_flow if phase == "flow" else self.config.lr_seg
         if self.config.lr_schedule == "constant":
             return base
-        share = min(1.0, self.progress.phase_step / max(1, self._phase_steps(phase)))
+        share = min(1.0, max(self.progress.phase_step / max(1, self._phase_steps(phase)), self._time_share()))
         floor = self.config.lr_floor
         return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * share)))
+
+    def _time_share(self) -> float:
+        """How much of the phase's time limit is spent (0 without one)."""
+        if not self.config.phase_max_minutes:
+            return 0.0
+        return min(1.0, self.progress.phase_elapsed / (60 * self.config.phase_max_minutes))
 
     def _objective(self, phase: str) -> torch.nn.Module:
         if phase == "flow":
@@ -375,34 +391,54 @@ class OfflineTrainer:
         enabled = self.config.amp and self.device.type == "cuda"
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
-    def max_motion(self) -> float:
-        """The curriculum: the largest motion of the warped pairs grows linearly over ``flow_motion_ramp`` steps."""
+    def max_motion(self, step: int | None = None) -> float:
+        """The curriculum: the largest motion of the warped pairs grows linearly over ``flow_motion_ramp`` steps
+        (at the phase's current step unless ``step`` is given)."""
         start, end = self.config.flow_motion
-        share = min(1.0, self.progress.phase_step / max(1, self.config.flow_motion_ramp))
+        step = self.progress.phase_step if step is None else step
+        share = min(1.0, step / max(1, self.config.flow_motion_ramp))
         return start + (end - start) * share
+
+    def _batches(self, phase: str) -> Iterator[SegBatch | FlowBatch]:
+        """The phase's batches: drawn here in step with training, or by ``loader_workers`` processes ahead."""
+        cfg = self.config
+
+        def stream(sampler: WindowSampler, flow_source: FlowBatches | None, motion_now) -> Iterator:
+            if phase == "seg":
+                return seg_batches(sampler, cfg.batch_size, cfg.synthetic_share_seg, cfg.bidirectional_share)
+            return flow_batches(flow_source, cfg.flow_mix, cfg.flow_batch_size, motion_now)
+
+        if not cfg.loader_workers:
+            return stream(self.sampler, self.flow_batches, self.max_motion)
+        start = self.progress.phase_step
+        generation = self.progress.global_step
+
+        def make(worker: int, count: int) -> Iterator:
+            # a forked copy of the samplers, drawing its own stream
+            for source in (self.sampler, self.flow_batches):
+                if source is not None:
+                    source.reseed(worker_seed(cfg.seed, self.rank, worker, generation))
+            step_now = counted(start, worker, count)
+            return stream(self.sampler, self.flow_batches, lambda: self.max_motion(step_now()))
+
+        return in_workers(make, cfg.loader_workers)
 
     def _step(self, objective, phase: str) -> dict:
         cfg = self.config
+        batch = next(self.batches)
         if phase == "seg":
-            rng = self.sampler.rng
-            use_synthetic = rng.random() < cfg.synthetic_share_seg
-            batch = collate([self.sampler.synthetic_window() if use_synthetic else self.sampler.real()
-                             for _ in range(cfg.batch_size)])
-            bidirectional = bool(rng.random() < cfg.bidirectional_share)
             with self._autocast():
-                loss, metrics = objective(batch.frames.to(self.device), batch.masks.to(self.device), bidirectional)
-            metrics["source"] = "synthetic" if use_synthetic else "davis"
+                loss, metrics = objective(batch.frames.to(self.device), batch.masks.to(self.device),
+                                          batch.bidirectional)
+            metrics["source"] = batch.source
         else:
-            kinds = list(cfg.flow_mix)
-            shares = np.array([cfg.flow_mix[k] for k in kinds], dtype=float)
-            kind = kinds[int(self.flow_batches.rng.choice(len(kinds), p=shares / shares.sum()))]
-            pair = self.flow_batches.draw(kind, cfg.flow_batch_size, self.max_motion())
+            pair = batch.pair
             flow = pair.flow.to(self.device) if pair.flow is not None else None
             with self._autocast():
                 loss, metrics = objective(pair.first.to(self.device), pair.second.to(self.device), flow,
                                           pair.valid.to(self.device))
-            metrics["source"] = kind
-            metrics["max_motion"] = round(self.max_motion(), 2)
+            metrics["source"] = batch.kind
+            metrics["max_motion"] = round(batch.max_motion, 2)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         rate = self.learning_rate(phase)
@@ -488,15 +524,19 @@ class OfflineTrainer:
         bar = tqdm(total=self.total_steps(), initial=self._nominal_done(), disable=not progress_bar or self.rank != 0,
                    unit="step", dynamic_ncols=True)
         objective = self._objective(self.progress.phase)
+        self.batches = self._batches(self.progress.phase)
         self.net.train()
         started = time.perf_counter() - self.progress.elapsed
         try:
             while self.progress.round < cfg.rounds:
                 phase = self.progress.phase
+                step_started = time.perf_counter()
                 metrics = self._step(objective, phase)
                 self.progress.phase_step += 1
                 self.progress.global_step += 1
                 self.progress.elapsed = time.perf_counter() - started
+                self.progress.phase_elapsed += time.perf_counter() - step_started
+                out_of_time = self._time_share() >= 1.0
                 record = {"kind": "train", "round": self.progress.round, "phase": phase,
                           "step": self.progress.phase_step, "global_step": self.progress.global_step,
                           "time": round(self.progress.elapsed, 2), **metrics}
@@ -504,7 +544,7 @@ class OfflineTrainer:
                     log.write(json.dumps(record) + "\n")
                 bar.update(1)
                 bar.set_postfix(round=self.progress.round + 1, phase=phase, loss=f"{metrics['loss']:.3f}")
-                if self.progress.phase_step % cfg.validate_every == 0:
+                if self.progress.phase_step % cfg.validate_every == 0 or out_of_time:
                     validation = self.validate(phase)
                     improved = validation["val_error"] < self.progress.best_error - 1e-4
                     if improved:
@@ -520,7 +560,7 @@ class OfflineTrainer:
                                               "time": round(self.progress.elapsed, 2), **validation}) + "\n")
                         log.flush()
                     max_steps = self._phase_steps(phase)
-                    done = self.progress.phase_step >= max_steps or (
+                    done = out_of_time or self.progress.phase_step >= max_steps or (
                         self.progress.phase_step >= cfg.phase_min_steps and self.progress.stale >= cfg.patience
                     )
                     if done:
@@ -528,12 +568,14 @@ class OfflineTrainer:
                         self._end_phase()
                         bar.update(max(0, skipped))
                         objective = self._objective(self.progress.phase)
+                        self.batches = self._batches(self.progress.phase)
                 if self.progress.global_step % cfg.checkpoint_every == 0:
                     self.save_state()
         except KeyboardInterrupt:
             self.save_state()
             raise
         finally:
+            self.batches = None  # stops the workers, if any
             bar.close()
             if log:
                 log.close()
@@ -565,6 +607,7 @@ class OfflineTrainer:
             self.progress.round += 1
         self.progress.phase = phases[(position + 1) % len(phases)]
         self.progress.phase_step = 0
+        self.progress.phase_elapsed = 0.0
         self.progress.best_error = math.inf
         self.progress.stale = 0
         self.best_state = None

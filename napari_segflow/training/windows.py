@@ -67,6 +67,11 @@ class WindowSampler:
             SyntheticConfig(height=size[0], width=size[1], num_frames=length, stop_and_go=0.0)
         )
 
+    def reseed(self, seed: int) -> None:
+        """Start a new random stream (a worker process's copy draws its own batches)."""
+        self.rng = np.random.default_rng(seed)
+        self.torch_generator = torch.Generator().manual_seed(seed)
+
     def _indices(self) -> list[int]:
         if self.rng.random() < self.stop_and_go:
             return stop_and_go_indices(self.length, self.rng)

@@ -94,3 +94,13 @@ def test_deformed_next_frame_needs_an_object():
         deformed_next_frame(torch.rand(3, 8, 8), torch.zeros(8, 8, dtype=torch.long), torch.Generator())
     with pytest.raises(SegFlowError, match="does not match"):
         deformed_next_frame(torch.rand(3, 8, 8), torch.ones(9, 8, dtype=torch.long), torch.Generator())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_deformed_next_frame_on_the_gpu_matches_the_cpu(synthetic_clip):
+    image = to_chw(synthetic_clip.frames[0]).contiguous()
+    labels = torch.from_numpy(synthetic_clip.instances[0]).long()
+    on_cpu = deformed_next_frame(image, labels, torch.Generator().manual_seed(0))
+    on_gpu = deformed_next_frame(image.cuda(), labels.cuda(), torch.Generator().manual_seed(0))
+    torch.testing.assert_close(on_gpu.flow.cpu(), on_cpu.flow, atol=1e-3, rtol=0)
+    assert (on_gpu.next_labels.cpu() != on_cpu.next_labels).float().mean() < 0.001

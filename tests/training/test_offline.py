@@ -277,3 +277,20 @@ def test_prior_boxes_reach_the_segmentation_windows(tiny_train_config, monkeypat
     seen.clear()
     OfflineTrainer(replace(base, output=base.output + "2")).run(progress_bar=False)
     assert not all(is_box(f) for p in seen for f in p[:, :, 1].flatten(0, 1))
+
+
+def test_a_phase_ends_at_its_time_limit_validated_and_the_cosine_follows_time(tiny_train_config):
+    config = replace(tiny_train_config, phase_max_steps=(1000, 1000), phase_min_steps=1000, validate_every=1000,
+                     patience=1000, lr_schedule="cosine", lr_floor=0.1, phase_max_minutes=1e-9)
+    trainer = OfflineTrainer(config)
+    trainer.progress.phase_elapsed = 30 * config.phase_max_minutes  # half the time spent at step 0
+    assert trainer.learning_rate("flow") == pytest.approx(config.lr_flow * 0.55)
+    trainer.progress.phase_elapsed = 0.0
+    final = trainer.run(progress_bar=False)
+    assert final.is_file()
+    records = [json.loads(line) for line in open(trainer.output / "metrics.jsonl")]
+    # each phase stopped after one step of its 1000, with a validation that chose its weights
+    assert [(r["kind"], r["phase"]) for r in records] == [
+        ("train", "flow"), ("validation", "flow"), ("train", "seg"), ("validation", "seg")]
+    with pytest.raises(SegFlowError, match="phase_max_minutes"):
+        replace(config, phase_max_minutes=-1)
