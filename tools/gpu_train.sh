@@ -8,11 +8,13 @@
 #   seg_after_flow  configs/small_5_distractors.yaml, batch 8, from flow_b32's weights
 # DATA holds davis/ (the training and validation sequences; the held-out ones need not be there) and videos/ (the
 # teacher videos, as frame folders). Logs: runs/gpu_<name>.log; weights: runs/gpu_<name>/final.pt.
-#   DATA=gpu_data MINUTES=12 FLOW_MINUTES=6.5 tools/gpu_train.sh
+#   DATA=gpu_data MINUTES=12 FLOW_MINUTES=6.5 WORKERS=4 timeout 540 tools/gpu_train.sh
+# Resumable: a run with its final.pt is skipped, one with a state.pt resumes, and a SIGTERM (timeout's) stops every
+# run with its state saved, so a lent machine's calls of under 10 minutes can be chained (the machine keeps runs/
+# between calls while it stays warm; what a call leaves running in the background is stopped when it returns).
 # What the README's GPU section learned from the one run so far (2026-11-23, one H100): drawn in the training
 # process, batches came at 0.7 steps/s and kept the GPU idle, so set WORKERS (TrainConfig.loader_workers) to about
-# the machine's cores over the runs side by side; and on a lent device machine run this in the foreground of one
-# call, since what a call leaves running in the background is stopped when the call returns.
+# the machine's cores over the runs side by side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-gpu_data}
@@ -29,10 +31,15 @@ seg_stage=(--config configs/small_5_distractors.yaml --davis-root "$DATA/davis" 
 
 train() {  # name, then settings
   local name=$1; shift
-  echo "$name: $(date -u +%H:%M:%S) start"
-  $SEGFLOW train --output "runs/gpu_$name" "$@" > "runs/gpu_$name.log" 2>&1
+  if [ -f "runs/gpu_$name/final.pt" ]; then echo "$name: done"; return; fi
+  local resume=()
+  if [ -f "runs/gpu_$name/state.pt" ]; then resume=(--resume); fi
+  echo "$name: $(date -u +%H:%M:%S) start ${resume[*]}"
+  $SEGFLOW train --output "runs/gpu_$name" "${resume[@]}" "$@" >> "runs/gpu_$name.log" 2>&1
   echo "$name: $(date -u +%H:%M:%S) end"
 }
+# the runs save their state on SIGTERM; bash would only pass it on once they had ended
+trap 'pkill -TERM -f "napari_segflow.cli train" || true; wait' TERM INT
 
 mkdir -p runs
 train seg_b8 "${seg_stage[@]}" --set "init_from=$INIT" --set phase_max_minutes="$MINUTES" --set batch_size=8 \

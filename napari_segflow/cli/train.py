@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 def parse_settings(pairs: list[str]) -> dict:
@@ -23,6 +24,13 @@ def parse_settings(pairs: list[str]) -> dict:
     return settings
 
 
+def _stop(signum, frame) -> None:
+    # `timeout` signals the process group and a wrapper script may signal again: a second SIGTERM must not cut
+    # short the saving of the state the first one asked for
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt  # the trainer saves a resumable state on its way out, as on Ctrl-C
+
+
 def run_train(args: argparse.Namespace) -> int:
     from napari_segflow.training.offline import OfflineTrainer, load_train_config
 
@@ -32,11 +40,15 @@ def run_train(args: argparse.Namespace) -> int:
     trainer = OfflineTrainer(config)
     if args.resume:
         trainer.resume()
+    # a scheduler's stop or `timeout` (SIGTERM) ends a run as Ctrl-C does: resumable, not lost
+    previous = signal.signal(signal.SIGTERM, _stop)
     try:
         final = trainer.run(progress_bar=not args.no_progress)
     except KeyboardInterrupt:
         print(f"segflow: stopped; a resumable state is in {trainer.state_path} (add --resume)", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if trainer.rank == 0:
         print(final)
     return 0

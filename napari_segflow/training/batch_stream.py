@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
+import signal
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -71,6 +72,9 @@ class _InWorkers(torch.utils.data.IterableDataset):
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         torch.set_num_threads(1)  # the workers share the cores; one thread each draws the most
+        # a stop (Ctrl-C, SIGTERM) is the training process's to handle: it saves its state, then ends the workers
+        for stop in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(stop, signal.SIG_IGN)
         return self.make(info.id, info.num_workers)
 
 

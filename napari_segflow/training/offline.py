@@ -361,8 +361,11 @@ class OfflineTrainer:
             },
         }
         temporary = self.state_path.with_name(".state.pt.tmp")
-        torch.save(payload, temporary)
-        os.replace(temporary, self.state_path)
+        try:
+            torch.save(payload, temporary)
+            os.replace(temporary, self.state_path)
+        finally:
+            temporary.unlink(missing_ok=True)
 
     def resume(self) -> None:
         if not self.state_path.is_file():

@@ -294,3 +294,45 @@ def test_a_phase_ends_at_its_time_limit_validated_and_the_cosine_follows_time(ti
         ("train", "flow"), ("validation", "flow"), ("train", "seg"), ("validation", "seg")]
     with pytest.raises(SegFlowError, match="phase_max_minutes"):
         replace(config, phase_max_minutes=-1)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_run_stopped_by_sigterm_leaves_a_state_to_resume(tiny_train_config, tmp_path, workers):
+    """`timeout`, a job scheduler or a lent machine's end sends SIGTERM: the run must stop as on Ctrl-C, also
+    while worker processes draw its batches (each process of the run gets the signal, as from pkill)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from dataclasses import asdict
+    from pathlib import Path
+
+    import yaml
+
+    config = replace(tiny_train_config, output=str(tmp_path / "stopped"), phases=("seg",),
+                     phase_max_steps=(0, 1_000_000), phase_min_steps=1_000_000, validate_every=1_000_000,
+                     checkpoint_every=1_000_000, loader_workers=workers)
+    values = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
+    values["model_overrides"] = {k: list(v) if isinstance(v, tuple) else v for k, v in values["model_overrides"].items()}
+    config_path = tmp_path / "stopped.yaml"
+    config_path.write_text(yaml.safe_dump(values))
+    process = subprocess.Popen([sys.executable, "-m", "napari_segflow.cli", "train", "--config", str(config_path),
+                                "--no-progress"], stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "stopped" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 2) and time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read()
+        time.sleep(0.2)
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):  # as pkill -f would
+        try:
+            if str(config_path) in cmdline.read_bytes().decode(errors="replace"):
+                os.kill(int(cmdline.parent.name), signal.SIGTERM)
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "resumable state" in stderr and not (tmp_path / "stopped" / "final.pt").exists()
+    resumed = OfflineTrainer(load_train_config(config_path))
+    resumed.resume()
+    assert resumed.progress.global_step >= 2 and resumed.progress.phase == "seg"
