@@ -79,11 +79,12 @@ def network_foreground(net: SegFlowNet, frame: np.ndarray, box_mask: np.ndarray,
     """(H, W) float32: the generic network's object probability on ``frame`` (H, W, 3) uint8 with ``box_mask``
     (H, W) bool as its prior (the frame paired with itself: no motion)."""
     geometry = WorkingResolution(*frame.shape[:2], long_side)
-    image = geometry.frames_to_network(frame)
+    device = next(net.parameters()).device  # a session's network may sit on a GPU
+    image = geometry.frames_to_network(frame).to(device)
     with torch.no_grad():
-        prior = prior_from_labels(geometry.labels_to_network(box_mask.astype(np.uint8)), 2)
+        prior = prior_from_labels(geometry.labels_to_network(box_mask.astype(np.uint8)), 2).to(device)
         logits = net.eval().step(image, image, prior=prior if net.config.mask_prior else None).logits
-        return torch.softmax(geometry.logits_to_frame(logits.float()), 1)[0, 1].numpy()
+        return torch.softmax(geometry.logits_to_frame(logits.float().cpu()), 1)[0, 1].numpy()
 
 
 def _network_log_odds(net: SegFlowNet, frame: np.ndarray, inside: np.ndarray, box: tuple[int, int, int, int],
