@@ -79,6 +79,7 @@ def _bench_finetune(args: argparse.Namespace) -> int:
     from napari_segflow.checkpoint import load_checkpoint
     from napari_segflow.evaluation.benchmark import benchmark_finetune
     from napari_segflow.evaluation.finetune_profile import profile_finetune, profile_table
+    from napari_segflow.device import choose_device
 
     video = open_video(args.video)
     frames = video[: min(len(video), 8)]
@@ -91,10 +92,14 @@ def _bench_finetune(args: argparse.Namespace) -> int:
         mask = F.interpolate(torch.from_numpy(mask)[None, None].float(), size=(height, width), mode="nearest")[0, 0]
         mask = mask.byte().numpy()
     frames = np.ascontiguousarray(frames)
-    timing = benchmark_finetune(args.weights, frames, mask)
-    print(f"| frames | working size | steps | seconds | peak RSS |\n|---|---|---:|---:|---:|\n"
-          f"| {timing.frame_size[1]}x{timing.frame_size[0]} | {timing.working_size[1]}x{timing.working_size[0]} | "
-          f"{timing.steps} | {timing.seconds:.1f} | {timing.peak_rss_megabytes:.0f} MB |\n")
+    device = choose_device(args.device)
+    timing = benchmark_finetune(args.weights, frames, mask, device=device)
+    print(f"| device | frames | working size | steps | seconds | peak RSS |\n|---|---|---|---:|---:|---:|\n"
+          f"| {device.type} | {timing.frame_size[1]}x{timing.frame_size[0]} | "
+          f"{timing.working_size[1]}x{timing.working_size[0]} | {timing.steps} | {timing.seconds:.1f} | "
+          f"{timing.peak_rss_megabytes:.0f} MB |\n")
+    if device.type != "cpu":
+        print("(the profile of a step below is taken on the CPU: on a GPU, host timers see kernel launches, not work)")
     net, _ = load_checkpoint(args.weights)
     print(profile_table(profile_finetune(net, frames, mask)))
     return 0

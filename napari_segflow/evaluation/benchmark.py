@@ -152,8 +152,10 @@ class FinetuneTiming:
     peak_rss_megabytes: float
 
 
-def benchmark_finetune(weights, frames: np.ndarray, mask: np.ndarray, config=None) -> FinetuneTiming:
-    """Run one online fine-tune with the default budget on ``frames`` (T, H, W, 3) from ``mask``."""
+def benchmark_finetune(weights, frames: np.ndarray, mask: np.ndarray, config=None, device="cpu") -> FinetuneTiming:
+    """Run one online fine-tune with the default budget on ``frames`` (T, H, W, 3) from ``mask``, on ``device``."""
+    import torch
+
     from napari_segflow.checkpoint import load_checkpoint
     from napari_segflow.data.resolution import WorkingResolution
     from napari_segflow.training.online import FinetuneConfig, finetune
@@ -162,8 +164,10 @@ def benchmark_finetune(weights, frames: np.ndarray, mask: np.ndarray, config=Non
     net, _ = load_checkpoint(weights)
     start = time.perf_counter()
     steps = 0
-    for step in finetune(net, frames, {0: mask}, config=config):
+    for step in finetune(net, frames, {0: mask}, config=config, device=device):
         steps = step.step
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     geometry = WorkingResolution(frames.shape[1], frames.shape[2], config.long_side)
     return FinetuneTiming(steps, seconds, frames.shape[1:3], geometry.padded, peak_rss_megabytes())

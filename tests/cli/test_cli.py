@@ -55,3 +55,24 @@ def test_bench_accuracy_passes_the_fine_tune_seed(monkeypatch, davis_folder):
         main(["bench", "--part", "accuracy", "--davis-root", str(davis_folder), "--sequences", "val",
               "--methods", "full", "--finetune-seed", "2"])
     assert captured.value.args == (2, ["val"], ("full",))
+
+
+def test_bench_finetune_fine_tunes_on_the_device_asked_for(monkeypatch):
+    import pytest
+    import torch
+
+    import napari_segflow.device
+    import napari_segflow.training.online as online
+
+    class Captured(Exception):
+        pass
+
+    def capture(net, frames, annotations, objects=None, config=None, device="cpu"):
+        raise Captured(torch.device(device))
+
+    # a device this machine may not have, as --device names it: the fine-tune must be asked to run there
+    monkeypatch.setattr(napari_segflow.device, "choose_device", lambda name: torch.device("meta"))
+    monkeypatch.setattr(online, "finetune", capture)
+    with pytest.raises(Captured) as captured:
+        main(["bench", "--part", "finetune", "--device", "cuda", "--frame-size", "64", "128"])
+    assert captured.value.args == (torch.device("meta"),)
