@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, default=10, help="timed forward passes per preset (default: 10)")
     bench.add_argument("--clips", type=int, default=4, help="synthetic clips (default: 4)")
     bench.add_argument("--long-frames", type=int, default=2000, help="frames of the --part long video (default: 2000)")
-    bench.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    bench.add_argument("--device", default="auto", choices=DEVICE_CHOICES,
+                       help="where SegFlow runs (auto: cuda, then mps, then cpu); --part model times the CPU only")
     bench.add_argument("--long-side", type=int, default=None,
                        help=f"working resolution long side (default: 448; for --part flow {FLOW_LONG_SIDE})")
     bench.add_argument("--pairs", default="../shared/data/flow-chairs-examples",

@@ -48,18 +48,20 @@ def _bench_flow(args: argparse.Namespace) -> int:
     import torch
 
     from napari_segflow.checkpoint import load_checkpoint
+    from napari_segflow.device import choose_device, place_model
     from napari_segflow.evaluation.accuracy import flow_accuracy
     from napari_segflow.evaluation.flow_bench import flow_report, read_flow_pairs, score_flow, standard_methods
     from napari_segflow.inference.pair_flow import FLOW_LONG_SIDE
 
+    device = choose_device(args.device)
     net, _ = load_checkpoint(args.weights)
     long_side = args.long_side or FLOW_LONG_SIDE
     cases = read_flow_pairs(args.pairs)
     print(f"flow on {len(cases)} pair(s) from {args.pairs} ...", file=sys.stderr)
-    scores = score_flow(cases, standard_methods(net, long_side))
-    print(flow_report(f"{len(cases)} pairs from {args.pairs}, working long side {long_side}, "
-                      f"torch threads {torch.get_num_threads()}", scores))
-    synthetic = flow_accuracy(net)
+    scores = score_flow(cases, standard_methods(place_model(net, device), long_side, device))
+    print(flow_report(f"{len(cases)} pairs from {args.pairs}, working long side {long_side}, SegFlow on "
+                      f"{device.type}, torch threads {torch.get_num_threads()}", scores))
+    synthetic = flow_accuracy(net.cpu())
     print(f"\nHeld-out synthetic pairs ({synthetic['clips']}, {synthetic['size'][1]}x{synthetic['size'][0]}): "
           f"SegFlow EPE {synthetic['segflow_epe']:.2f} px, DIS {synthetic['dis_epe']:.2f}, "
           f"Farneback {synthetic['farneback_epe']:.2f}, zero flow {synthetic['zero_flow_epe']:.2f}")
@@ -110,6 +112,7 @@ def _bench_accuracy(args: argparse.Namespace) -> int:
     from dataclasses import asdict, replace
 
     from napari_segflow.checkpoint import load_checkpoint
+    from napari_segflow.device import choose_device
     from napari_segflow.evaluation.accuracy import VARIANTS, PEERS, accuracy_table, evaluate, flow_accuracy
     from napari_segflow.training.davis import HELD_OUT, find_sequences
     from napari_segflow.training.online import FinetuneConfig
@@ -124,7 +127,8 @@ def _bench_accuracy(args: argparse.Namespace) -> int:
         print(f"  {name}: " + ", ".join(f"{m} J={j:.3f}" for m, j in scores.items()), file=sys.stderr)
 
     print(f"accuracy on {len(sequences)} sequence(s), first-frame mask given ...", file=sys.stderr)
-    results = evaluate(net, sequences, methods, config, long_side=args.long_side, progress=report)
+    results = evaluate(net, sequences, methods, config, long_side=args.long_side, device=choose_device(args.device),
+                       progress=report)
     print(accuracy_table(results))
     flow = flow_accuracy(net)
     print(f"\nFlow on {flow['clips']} held-out synthetic pairs ({flow['size'][1]}x{flow['size'][0]}): "

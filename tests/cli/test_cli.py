@@ -1,3 +1,5 @@
+import pytest
+
 from napari_segflow.cli import main
 
 
@@ -76,3 +78,31 @@ def test_bench_finetune_fine_tunes_on_the_device_asked_for(monkeypatch):
     with pytest.raises(Captured) as captured:
         main(["bench", "--part", "finetune", "--device", "cuda", "--frame-size", "64", "128"])
     assert captured.value.args == (torch.device("meta"),)
+
+
+@pytest.mark.parametrize("part", ["accuracy", "flow"])
+def test_bench_runs_segflow_on_the_device_asked_for(monkeypatch, davis_folder, part):
+    import torch
+
+    import napari_segflow.device
+    import napari_segflow.evaluation.accuracy as accuracy
+    import napari_segflow.evaluation.flow_bench as flow_bench
+
+    class Captured(Exception):
+        pass
+
+    def capture_evaluate(net, sequences, methods, config, device="cpu", **kwargs):
+        raise Captured(torch.device(device))
+
+    def capture_methods(net, long_side, device="cpu"):
+        raise Captured(torch.device(device), next(net.parameters()).device)
+
+    monkeypatch.setattr(napari_segflow.device, "choose_device", lambda name: torch.device("meta"))
+    monkeypatch.setattr(accuracy, "evaluate", capture_evaluate)
+    monkeypatch.setattr(flow_bench, "standard_methods", capture_methods)
+    monkeypatch.setattr(flow_bench, "read_flow_pairs", lambda path: [])
+    arguments = {"accuracy": ["--davis-root", str(davis_folder), "--sequences", "val", "--methods", "full"],
+                 "flow": []}[part]
+    with pytest.raises(Captured) as captured:
+        main(["bench", "--part", part, "--device", "cuda", *arguments])
+    assert set(captured.value.args) == {torch.device("meta")}
