@@ -62,6 +62,7 @@ def flow_batches(source: FlowBatches, mix: dict[str, float], batch_size: int,
 
 
 def worker_seed(*parts: int) -> int:
+    """One well-mixed seed from several integers (seed, rank, worker, starting step): near inputs, far streams."""
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, dtype=np.uint64)[0] % 2**63)
 
 
@@ -88,6 +89,7 @@ def in_workers(make: Callable[[int, int], Iterator], workers: int) -> Iterator:
 
 
 def _as_drawn(item):
+    """Batches pass through as drawn (the loader's default conversion would turn tuples into lists)."""
     return item
 
 
