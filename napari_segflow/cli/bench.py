@@ -79,9 +79,9 @@ def _bench_finetune(args: argparse.Namespace) -> int:
 
     from napari_segflow.data.io import open_video, read_annotation
     from napari_segflow.checkpoint import load_checkpoint
+    from napari_segflow.device import choose_device
     from napari_segflow.evaluation.benchmark import benchmark_finetune
     from napari_segflow.evaluation.finetune_profile import profile_finetune, profile_table
-    from napari_segflow.device import choose_device
 
     video = open_video(args.video)
     frames = video[: min(len(video), 8)]
