@@ -271,6 +271,16 @@ class OfflineTrainer:
             return 0.0
         return min(1.0, self.progress.phase_elapsed / (60 * self.config.phase_max_minutes))
 
+    def _out_of_time(self) -> bool:
+        """Whether the phase's time limit is spent. Under torchrun each rank keeps its own clock, so they agree
+        (out of time on any rank: on all), or one rank would switch phase while the others wait for it."""
+        spent = self._time_share() >= 1.0
+        if not (self.distributed and self.config.phase_max_minutes):
+            return spent
+        flag = torch.tensor(float(spent), device=self.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return bool(flag.item())
+
     def _objective(self, phase: str) -> torch.nn.Module:
         if phase == "flow":
             objective = FlowObjective(self.net)
@@ -539,7 +549,7 @@ class OfflineTrainer:
                 self.progress.global_step += 1
                 self.progress.elapsed = time.perf_counter() - started
                 self.progress.phase_elapsed += time.perf_counter() - step_started
-                out_of_time = self._time_share() >= 1.0
+                out_of_time = self._out_of_time()
                 record = {"kind": "train", "round": self.progress.round, "phase": phase,
                           "step": self.progress.phase_step, "global_step": self.progress.global_step,
                           "time": round(self.progress.elapsed, 2), **metrics}

@@ -168,8 +168,10 @@ def test_frames_and_masks_that_do_not_match_are_refused(davis_folder, tmp_path):
         find_sequences(davis_folder, names=["nope"])
 
 
-def test_torchrun_with_two_processes(tiny_train_config, tmp_path):
-    """The same command under torchrun: two CPU processes (gloo) train one model with DistributedDataParallel."""
+@pytest.mark.parametrize("minutes", [0.0, 1e-9])
+def test_torchrun_with_two_processes(tiny_train_config, tmp_path, minutes):
+    """The same command under torchrun: two CPU processes (gloo) train one model with DistributedDataParallel;
+    with a time limit, the ranks agree on when each phase ends (here after its first step)."""
     import os
     import subprocess
     import sys
@@ -177,7 +179,7 @@ def test_torchrun_with_two_processes(tiny_train_config, tmp_path):
 
     import yaml
 
-    values = asdict(tiny_train_config)
+    values = asdict(replace(tiny_train_config, phase_max_minutes=minutes))
     values["output"] = str(tmp_path / "ddp")
     values = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
     values["model_overrides"] = {k: list(v) if isinstance(v, tuple) else v for k, v in values["model_overrides"].items()}
@@ -189,7 +191,7 @@ def test_torchrun_with_two_processes(tiny_train_config, tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     net, metadata = load_checkpoint(tmp_path / "ddp" / "final.pt")
-    assert metadata["world_size"] == 2 and metadata["steps"] == 8
+    assert metadata["world_size"] == 2 and metadata["steps"] == (2 if minutes else 8)
 
 
 def test_settings_given_on_the_command_line_replace_the_file(tmp_path):
