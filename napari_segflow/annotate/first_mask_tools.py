@@ -13,7 +13,7 @@ from napari.layers import Labels, Shapes
 from napari_segflow.annotate.annotator import OUTPUT, Annotator
 from napari_segflow.checkpoint import SHIPPED_WEIGHTS, load_checkpoint
 from napari_segflow.errors import SegFlowError
-from napari_segflow.inference.first_mask import Box, first_mask
+from napari_segflow.inference.first_mask import Box, first_mask, neighbour_index
 from napari_segflow.model.segflow import SegFlowNet
 
 BOX_LAYER, STROKES_LAYER = "segflow box", "segflow strokes"
@@ -22,13 +22,15 @@ OBJECT_STROKE, BACKGROUND_STROKE = 1, 2
 
 @dataclass(frozen=True)
 class FirstMaskRequest:
-    """What the GUI thread read for one press: the frame, its image, the box and the strokes (or None)."""
+    """What the GUI thread read for one press: the frame, its image, the box and the strokes (or None), and a
+    neighbouring frame's image whose motion helps (None in a one-frame video)."""
 
     frame: int
     image: np.ndarray
     box: Box | None
     foreground: np.ndarray | None
     background: np.ndarray | None
+    neighbour: np.ndarray | None = None
 
 
 class FirstMaskTools:
@@ -86,7 +88,9 @@ class FirstMaskTools:
         if box is None and (foreground is None or not foreground.any()) and (background is None or not background.any()):
             raise SegFlowError(f"frame {frame} has no box and no strokes: draw a box around the object on "
                                f"{BOX_LAYER!r} (or paint strokes on {STROKES_LAYER!r}) first")
-        return FirstMaskRequest(frame, image, box, foreground, background)
+        neighbour = neighbour_index(frame, video.data.shape[0])
+        return FirstMaskRequest(frame, image, box, foreground, background,
+                                None if neighbour is None else np.asarray(video.data[neighbour]))
 
     def _box(self, frame: int) -> Box | None:
         """The last rectangle drawn on ``frame`` (or on every frame, in a 2D Shapes layer)."""
@@ -107,7 +111,7 @@ class FirstMaskTools:
             weights = self.annotator.weights
             self._net = weights if isinstance(weights, SegFlowNet) else load_checkpoint(weights or SHIPPED_WEIGHTS)[0]
         mask = first_mask(request.image, request.box, request.foreground, request.background, net=self._net,
-                          long_side=self.annotator.settings.long_side)
+                          long_side=self.annotator.settings.long_side, neighbour=request.neighbour)
         if not mask.any():
             raise SegFlowError(f"frame {request.frame}: no object found; draw the box around it or add object strokes")
         return mask

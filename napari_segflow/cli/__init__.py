@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 "its --frame")
     propagate.add_argument("--box", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"),
                            help="instead of --mask: a box around the one object on --frame (pixels, x1 and y1 "
-                                "exclusive); the first mask is made from it (box, colour and the network)")
+                                "exclusive); the first mask is made from it (the network, colour and the motion to "
+                                "the next frame)")
     propagate.add_argument("--frame", type=int, action="append",
                            help="the frame the --mask before it (or the --box) belongs to (default for one: 0)")
     propagate.add_argument("--out", required=True, help="folder for one indexed PNG per frame")

@@ -53,6 +53,7 @@ def run_propagate(args: argparse.Namespace) -> int:
     from napari_segflow.data.io import open_video, read_annotation, write_flo, write_label_png, write_text
     from napari_segflow.errors import SegFlowError
     from napari_segflow.inference.attention import frames_worth_a_look
+    from napari_segflow.inference.first_mask import neighbour_index
     from napari_segflow.inference.session import VideoSession
 
     out = _checked_output_folder(args.out, "--out")
@@ -67,7 +68,9 @@ def run_propagate(args: argparse.Namespace) -> int:
         if args.frame and len(args.frame) > 1:
             raise SegFlowError(f"--frame: one --box was given with {len(args.frame)} --frame; give one")
         (index,) = annotated_frames(["--box"], args.frame, len(video))
-        annotations[index] = box_annotation(video[index], args.box, args.weights, args.long_side)
+        neighbour = neighbour_index(index, len(video))
+        annotations[index] = box_annotation(video[index], args.box, args.weights, args.long_side,
+                                            None if neighbour is None else video[neighbour])
     elif not args.mask:
         raise SegFlowError("--mask: give the annotated frame's label image (--mask A.png), or a box (--box X0 Y0 X1 Y1)")
     else:
@@ -95,8 +98,9 @@ def run_propagate(args: argparse.Namespace) -> int:
     return 0
 
 
-def box_annotation(frame, corners: list[float], weights, long_side: int):
-    """The first mask (object id 1) made from ``--box`` on ``frame``, with the network of ``weights``."""
+def box_annotation(frame, corners: list[float], weights, long_side: int, neighbour=None):
+    """The first mask (object id 1) made from ``--box`` on ``frame``, with the network of ``weights`` (and the
+    motion towards ``neighbour``, a nearby frame, when there is one)."""
     from napari_segflow.checkpoint import load_checkpoint
     from napari_segflow.errors import SegFlowError
     from napari_segflow.inference.first_mask import Box, first_mask
@@ -107,7 +111,7 @@ def box_annotation(frame, corners: list[float], weights, long_side: int):
     except SegFlowError as error:
         raise SegFlowError(f"--box: {error}") from error
     net, _ = load_checkpoint(weights)
-    mask = first_mask(frame, box, net=net, long_side=long_side)
+    mask = first_mask(frame, box, net=net, long_side=long_side, neighbour=neighbour)
     if not mask.any():
         raise SegFlowError(f"--box {box.describe()}: no object found in the box; draw it around the object or give "
                            "a --mask")

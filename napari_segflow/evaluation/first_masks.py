@@ -16,7 +16,7 @@ from scipy import ndimage
 from skimage.morphology import skeletonize
 
 from napari_segflow.evaluation.metrics import region_similarity, score_sequence
-from napari_segflow.inference.first_mask import Box, first_mask
+from napari_segflow.inference.first_mask import Box, first_mask, neighbour_index
 from napari_segflow.inference.propagation import FrameResult
 from napari_segflow.inference.session import SessionSettings, VideoSession
 
@@ -50,12 +50,14 @@ class FirstMaskResult:
     run_f: float = float("nan")
 
 
-def first_mask_ious(frame: np.ndarray, truth: np.ndarray, net, strokes: int = 2) -> tuple[list[float], np.ndarray, float]:
-    """IoU of the box-made mask and after each simulated stroke; the box-only mask and its seconds."""
+def first_mask_ious(frame: np.ndarray, truth: np.ndarray, net, strokes: int = 2,
+                    neighbour: np.ndarray | None = None) -> tuple[list[float], np.ndarray, float]:
+    """IoU of the box-made mask and after each simulated stroke; the box-only mask and its seconds (``neighbour``:
+    the video's next frame, whose motion the tool reads, or None)."""
     truth = truth > 0
     box = bounding_box(truth)
     started = time.perf_counter()
-    mask = first_mask(frame, box, net=net)
+    mask = first_mask(frame, box, net=net, neighbour=neighbour)
     seconds = time.perf_counter() - started
     box_only = mask
     ious = [region_similarity(mask, truth)]
@@ -65,7 +67,7 @@ def first_mask_ious(frame: np.ndarray, truth: np.ndarray, net, strokes: int = 2)
         on_object, on_background = simulated_stroke(mask, truth)
         foreground |= on_object
         background |= on_background
-        mask = first_mask(frame, box, foreground, background, net=net)
+        mask = first_mask(frame, box, foreground, background, net=net, neighbour=neighbour)
         ious.append(region_similarity(mask, truth))
     return ious, box_only, seconds
 
@@ -78,7 +80,9 @@ def benchmark_first_masks(sequences, net, weights, settings: SessionSettings | N
     for sequence in sequences:
         truth = sequence.mask(0) > 0
         frame = sequence.frame(0)
-        ious, mask, seconds = first_mask_ious(frame, truth, net, strokes)
+        neighbour = neighbour_index(0, len(sequence))
+        ious, mask, seconds = first_mask_ious(frame, truth, net, strokes,
+                                              None if neighbour is None else sequence.frame(neighbour))
         filled = np.zeros(truth.shape, bool)
         box = bounding_box(truth)
         filled[int(box.y0):int(box.y1), int(box.x0):int(box.x1)] = True

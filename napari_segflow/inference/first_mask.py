@@ -7,7 +7,10 @@ Evidence for the object, per pixel as log-odds, from:
   on the whole frame and once zoomed on the box;
 - the user's strokes: certain on their pixels, and pulling their surroundings their way, fading with distance;
 - colour: histograms of the object's and the background's colours (inside the box weighted by the current
-  estimate; outside the box all background), re-estimated from each round's mask as GrabCut does.
+  estimate; outside the box all background), re-estimated from each round's mask as GrabCut does;
+- motion, when a neighbouring frame of the video is given with a box: the network's flow to it, explained by two
+  affine motion models, the object's and the background's (weighted as the colour histograms are, re-fitted each
+  round). Where the object moves as its background does, both models explain it alike and motion says nothing.
 
 Each round settles the evidence with mean-field smoothing over the image's edges (a contrast-sensitive Potts
 model, GrabCut's pairwise term), so the mask follows the image's boundaries; outside the box is background.
@@ -43,6 +46,9 @@ BOX_MARGIN = 12
 BOX_MARGIN_SHARE = 0.15
 #: the network's second look: the box grown by this share of its size on every side
 NETWORK_CONTEXT = 1.0
+#: the most log-odds motion alone may lend a pixel, and the least spread (px) a motion model is granted
+MOTION_CLIP = 4.0
+MOTION_SPREAD = 0.25
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,14 @@ class Box:
 
     def describe(self) -> str:
         return f"({self.x0:g}, {self.y0:g})-({self.x1:g}, {self.y1:g})"
+
+
+def neighbour_index(index: int, count: int) -> int | None:
+    """The frame whose motion the first mask of frame ``index`` of ``count`` reads: the next one, the previous one
+    at the video's end, None for a single image."""
+    if index + 1 < count:
+        return index + 1
+    return index - 1 if index > 0 else None
 
 
 def network_foreground(net: SegFlowNet, frame: np.ndarray, box_mask: np.ndarray,
@@ -120,20 +134,32 @@ def _colour_log_odds(colours: np.ndarray, object_weight: np.ndarray, background_
     return (histograms[0] - histograms[1])[index]
 
 
-def first_mask(frame: np.ndarray, box: Box | None = None, foreground: np.ndarray | None = None,
-               background: np.ndarray | None = None, net: SegFlowNet | None = None,
-               long_side: int = DEFAULT_LONG_SIDE) -> np.ndarray:
-    """(H, W) bool: the object in ``frame`` (H, W, 3) or (H, W) uint8, from a ``box`` and/or strokes (``foreground``,
-    ``background``: (H, W) bool, the pixels the user painted as object / as background). Without a box both kinds
-    of strokes are needed; ``net`` (the generic network) adds its sense of the object inside a box."""
+def _colour_frame(frame: np.ndarray, name: str) -> np.ndarray:
     frame = np.asarray(frame)
     if frame.ndim == 2:
         frame = np.repeat(frame[..., None], 3, axis=2)
     if frame.ndim != 3 or frame.shape[2] != 3:
-        raise SegFlowError(f"frame must be (height, width) grey or (height, width, 3) colour, got shape {frame.shape}")
+        raise SegFlowError(f"{name} must be (height, width) grey or (height, width, 3) colour, got shape {frame.shape}")
     if frame.dtype != np.uint8:
-        raise SegFlowError(f"frame must be 8-bit (uint8), got {frame.dtype}")
+        raise SegFlowError(f"{name} must be 8-bit (uint8), got {frame.dtype}")
+    return frame
+
+
+def first_mask(frame: np.ndarray, box: Box | None = None, foreground: np.ndarray | None = None,
+               background: np.ndarray | None = None, net: SegFlowNet | None = None,
+               long_side: int = DEFAULT_LONG_SIDE, neighbour: np.ndarray | None = None) -> np.ndarray:
+    """(H, W) bool: the object in ``frame`` (H, W, 3) or (H, W) uint8, from a ``box`` and/or strokes (``foreground``,
+    ``background``: (H, W) bool, the pixels the user painted as object / as background). Without a box both kinds
+    of strokes are needed; ``net`` (the generic network) adds its sense of the object inside a box, and with a
+    ``neighbour`` (a nearby frame of the same video, the next one best) the object's motion against its
+    background."""
+    frame = _colour_frame(frame, "frame")
     shape = frame.shape[:2]
+    if neighbour is not None:
+        neighbour = _colour_frame(neighbour, "neighbouring frame")
+        if neighbour.shape != frame.shape:
+            raise SegFlowError(f"the neighbouring frame is {neighbour.shape[1]}x{neighbour.shape[0]}, the frame "
+                               f"{shape[1]}x{shape[0]}")
     strokes = {}
     for name, stroke in (("object strokes", foreground), ("background strokes", background)):
         if stroke is None:
@@ -144,6 +170,7 @@ def first_mask(frame: np.ndarray, box: Box | None = None, foreground: np.ndarray
             raise SegFlowError(f"{name} are {stroke.shape[1]}x{stroke.shape[0]}, the frame {shape[1]}x{shape[0]}")
         strokes[name] = stroke
     foreground, background = strokes["object strokes"], strokes["background strokes"]
+    flow = None  # read with a box only: the band outside it is the background's motion
     if (foreground & background).any():
         raise SegFlowError("object and background strokes cross: a pixel cannot be both")
     if box is None:
@@ -166,10 +193,36 @@ def first_mask(frame: np.ndarray, box: Box | None = None, foreground: np.ndarray
                   slice(max(0, x0 - margin), min(shape[1], x1 + margin)))
         if net is not None:
             log_odds = _network_log_odds(net, frame, inside, (x0, y0, x1, y1), long_side)
+            if neighbour is not None:
+                flow = _network_flow(net, frame, neighbour)[window]
     mask = np.zeros(shape, bool)
     mask[window] = _settle(frame[window].astype(np.float64) / 255, inside[window],
-                           None if log_odds is None else log_odds[window], foreground[window], background[window])
+                           None if log_odds is None else log_odds[window], foreground[window], background[window],
+                           flow)
     return mask
+
+
+def _network_flow(net: SegFlowNet, frame: np.ndarray, neighbour: np.ndarray) -> np.ndarray:
+    from napari_segflow.inference.pair_flow import segflow_pair_flow
+
+    return segflow_pair_flow(net, frame, neighbour, device=next(net.parameters()).device)
+
+
+def _motion_log_odds(flow: np.ndarray, object_weight: np.ndarray, background_weight: np.ndarray) -> np.ndarray:
+    """Per pixel log p(flow | object) / p(flow | background): each an affine motion model (weighted least squares)
+    with isotropic Gaussian residuals of its own weighted spread."""
+    height, width = flow.shape[:2]
+    rows, columns = np.mgrid[0:height, 0:width]
+    positions = np.stack([columns.ravel() / width, rows.ravel() / height, np.ones(height * width)], 1)
+    vectors = flow.reshape(-1, 2).astype(np.float64)
+    log_likelihoods = []
+    for weight in (object_weight.ravel(), background_weight.ravel()):
+        root = np.sqrt(weight)[:, None]
+        model = np.linalg.lstsq(positions * root, vectors * root, rcond=None)[0]
+        residual = ((vectors - positions @ model) ** 2).sum(1)
+        variance = max((weight * residual).sum() / max(2 * weight.sum(), 1e-6), MOTION_SPREAD**2)
+        log_likelihoods.append(-residual / (2 * variance) - np.log(variance))
+    return (log_likelihoods[0] - log_likelihoods[1]).reshape(height, width)
 
 
 def _edge_weights(colours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -211,9 +264,10 @@ def _stroke_pull(foreground: np.ndarray, background: np.ndarray) -> np.ndarray:
 
 
 def _settle(colours: np.ndarray, inside: np.ndarray, prior_log_odds: np.ndarray | None, foreground: np.ndarray,
-            background: np.ndarray) -> np.ndarray:
+            background: np.ndarray, flow: np.ndarray | None = None) -> np.ndarray:
     """The mask (probability > 0.5) in a window of colours in [0, 1]: ``prior_log_odds`` is the evidence before
-    colour (the network's, or the strokes-only lean), None for a box without a network."""
+    colour (the network's, or the strokes-only lean), None for a box without a network; ``flow`` (h, w, 2) the
+    window's motion to a neighbouring frame, or None."""
     certain_background = background | ~inside
     fixed = certain_background | foreground
     fixed_values = foreground.astype(np.float64)
@@ -226,6 +280,10 @@ def _settle(colours: np.ndarray, inside: np.ndarray, prior_log_odds: np.ndarray 
         estimate = np.where(inside, 1 / (1 + np.exp(-evidence)), 0.0)
     estimate[fixed] = fixed_values[fixed]
     for _ in range(ROUNDS):
-        colour = _colour_log_odds(colours, estimate, np.where(inside, 1 - estimate, 1.0))
-        estimate = _smooth(evidence + np.clip(colour, -COLOUR_CLIP, COLOUR_CLIP), right, down, fixed, fixed_values)
+        object_weight, background_weight = estimate, np.where(inside, 1 - estimate, 1.0)
+        round_evidence = evidence + np.clip(_colour_log_odds(colours, object_weight, background_weight),
+                                            -COLOUR_CLIP, COLOUR_CLIP)
+        if flow is not None:
+            round_evidence += np.clip(_motion_log_odds(flow, object_weight, background_weight), -MOTION_CLIP, MOTION_CLIP)
+        estimate = _smooth(round_evidence, right, down, fixed, fixed_values)
     return estimate > 0.5

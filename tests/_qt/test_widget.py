@@ -283,6 +283,7 @@ def test_a_box_becomes_the_frames_mask_on_the_annotation_layer(qtbot, widget, cl
     layer.add_rectangles(rectangle(2, ys.min(), xs.min(), ys.max() + 1, xs.max() + 1))
     annotation = widget.annotator.use_annotation(None)
     annotation.data[0, :5, :5] = 3  # another frame's paint stays
+    assert np.array_equal(widget.first_mask.request().neighbour, clip[0][3])  # its motion helps
     _first_mask_done(qtbot, widget)
     made = np.asarray(annotation.data[2]) > 0
     assert made.any() and not made[: ys.min()].any() and not made[ys.max() + 1:].any()

@@ -1,9 +1,13 @@
 import numpy as np
 import pytest
 
+from napari_segflow._sample_data import SAMPLE_CLIP
+from napari_segflow.checkpoint import SHIPPED_WEIGHTS, load_checkpoint
+from napari_segflow.data.io import open_video, read_annotation
 from napari_segflow.errors import SegFlowError
+from napari_segflow.evaluation.first_masks import bounding_box
 from napari_segflow.evaluation.metrics import region_similarity
-from napari_segflow.inference.first_mask import Box, first_mask
+from napari_segflow.inference.first_mask import Box, _motion_log_odds, first_mask, neighbour_index
 from napari_segflow.model.segflow import SegFlowNet
 
 
@@ -34,6 +38,42 @@ def test_the_network_view_runs_and_keeps_inside_the_box(scene, tiny_config):
     mask = first_mask(frame, Box(35, 20, 76, 61), net=SegFlowNet(tiny_config), long_side=128)
     assert mask.shape == disc.shape and not mask[:, :30].any()
     assert region_similarity(mask, disc) > 0.5  # an untrained network: colour and edges carry it
+
+
+def test_motion_models_tell_a_moving_object_from_its_background_and_a_camera_pan_says_nothing():
+    ys, xs = np.mgrid[:60, :80]
+    thing = (ys - 30) ** 2 + (xs - 40) ** 2 <= 12**2
+    rough = np.zeros(thing.shape)  # a first guess: the box around the thing, half sure
+    rough[15:46, 25:56] = 0.5
+    flow = np.zeros((60, 80, 2))
+    flow[thing] = (3.0, -1.0)
+    log_odds = _motion_log_odds(flow, rough, 1 - rough)
+    assert (log_odds[thing] > 1).all()
+    assert (log_odds[15:46, 25:56][~thing[15:46, 25:56]] < -1).all()  # the box's corners: still, like outside
+    # the whole view moving alike (a zooming, panning camera): both models explain every pixel, no evidence
+    pan = np.stack([0.05 * xs + 2.0, 0.05 * ys - 1.0], -1)
+    assert np.abs(_motion_log_odds(pan, rough, 1 - rough)).max() < 1e-6
+
+
+def test_the_next_frames_motion_improves_the_box_made_mask_on_the_sample_clip():
+    video = open_video(SAMPLE_CLIP / "bear.mp4")
+    truth = read_annotation(SAMPLE_CLIP / "masks" / "00000.png", video.shape[1:3]) > 0
+    net, _ = load_checkpoint(SHIPPED_WEIGHTS)
+    box = bounding_box(truth)
+    still = region_similarity(first_mask(video[0], box, net=net), truth)
+    moving = region_similarity(first_mask(video[0], box, net=net, neighbour=video[1]), truth)
+    assert moving > still + 0.01  # measured: 0.803 -> 0.833
+
+
+def test_the_neighbour_is_the_next_frame_or_the_previous_at_the_end():
+    assert [neighbour_index(t, 3) for t in range(3)] == [1, 2, 1]
+    assert neighbour_index(0, 1) is None
+
+
+def test_a_neighbour_of_another_size_is_a_clear_error(scene, tiny_config):
+    frame, _ = scene
+    with pytest.raises(SegFlowError, match="neighbouring frame is 60x80"):
+        first_mask(frame, Box(35, 20, 76, 61), net=SegFlowNet(tiny_config), neighbour=frame[:80, :60])
 
 
 def test_strokes_alone_find_the_object_and_a_background_stroke_cuts_a_spill(scene):
