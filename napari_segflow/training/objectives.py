@@ -43,8 +43,11 @@ def segmentation_parameters(net: SegFlowNet) -> list[nn.Parameter]:
 
 
 def train_only(net: SegFlowNet, branch: str) -> list[nn.Parameter]:
-    """Freeze one branch, unfreeze the other; return the trainable parameters."""
-    trainable = segmentation_parameters(net) if branch == "seg" else flow_parameters(net)
+    """Freeze one branch, unfreeze the other ("joint": unfreeze both); return the trainable parameters."""
+    if branch == "joint":
+        trainable = flow_parameters(net) + segmentation_parameters(net)
+    else:
+        trainable = segmentation_parameters(net) if branch == "seg" else flow_parameters(net)
     ids = {id(p) for p in trainable}
     for p in net.parameters():
         p.requires_grad_(id(p) in ids)
@@ -154,3 +157,21 @@ class FlowObjective(nn.Module):
             + CONSISTENCY_WEIGHT * consistency
         )
         return loss, {**m1, **m2, **m3, **m4, "flow_loss": float(loss.detach())}
+
+
+class JointObjective(nn.Module):
+    """Both branches at once: a seg window's loss plus ``flow_weight`` times a flow pair's, so the score heads
+    follow the flow features as they change and the flow stays taught while the seg loss also pulls on it."""
+
+    def __init__(self, segmentation: SegmentationObjective, flow: FlowObjective, flow_weight: float) -> None:
+        super().__init__()
+        self.segmentation = segmentation
+        self.flow = flow
+        self.flow_weight = flow_weight
+
+    def forward(self, frames: torch.Tensor, masks: torch.Tensor, bidirectional: bool, first: torch.Tensor,
+                second: torch.Tensor, flow: torch.Tensor | None, valid: torch.Tensor | None) -> tuple[torch.Tensor, dict]:
+        """The seg window (see SegmentationObjective) and the flow pair (see FlowObjective)."""
+        seg_loss, seg_metrics = self.segmentation(frames, masks, bidirectional)
+        flow_loss, flow_metrics = self.flow(first, second, flow, valid)
+        return seg_loss + self.flow_weight * flow_loss, {**seg_metrics, **flow_metrics}

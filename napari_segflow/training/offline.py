@@ -6,11 +6,12 @@ consecutive frames labelled once by the DIS teacher (training/teacher.py, cached
 procedural videos with exact flow, and real pairs without labels (Every Frame Counts' unsupervised losses).
 In a seg phase the flow branch is frozen and the segmentation side with its ConvGRU memory learns from
 windows of consecutive frames by backpropagation through time (20% stop-and-go windows, gradients clipped
-to [-50, 50]). A phase ends when its validation error has not improved for ``patience`` validations (or
-at ``phase_max_steps``); the phase's best weights are kept. Training starts with a flow phase: the
-branches start from scratch here, and the seg side learns more from a flow branch that already sees motion.
-``phases`` picks the phases of each round, so a long training can run as a chain of stages, each warm-started
-from the last one's checkpoint (``init_from``).
+to [-50, 50]). In a joint phase both branches learn at once, each at its own rate, from a seg window and a
+flow pair per step (their losses summed): the score heads follow the flow features as they change. A phase ends
+when its validation error has not improved for ``patience`` validations (or at ``phase_max_steps``); the phase's
+best weights are kept. Training starts with a flow phase: the branches start from scratch here, and the seg
+side learns more from a flow branch that already sees motion. ``phases`` picks the phases of each round, so a
+long training can run as a chain of stages, each warm-started from the last one's checkpoint (``init_from``).
 
 Weights are chosen and phases stopped on a validation split carved from the training sequences
 (``validation``), never on the held-out sequences the model card reports.
@@ -45,12 +46,13 @@ from napari_segflow.training.batch_stream import (FlowBatch, SegBatch, counted, 
 from napari_segflow.training.davis import HELD_OUT, VALIDATION, Sequence, find_sequences
 from napari_segflow.training.flow_batches import FLOW_SOURCES, FlowBatches, frame_to_tensor
 from napari_segflow.training.mask_priors import PriorDeformation
-from napari_segflow.training.objectives import FlowObjective, SegmentationObjective, train_only
+from napari_segflow.training.objectives import (FlowObjective, JointObjective, SegmentationObjective,
+                                                 flow_parameters, train_only)
 from napari_segflow.training.teacher import TeacherCache
 from napari_segflow.training.warm_start import warm_start
 from napari_segflow.training.windows import WindowSampler
 
-PHASES = ("flow", "seg")
+PHASES = ("flow", "seg", "joint")
 #: what a flow phase is validated on: procedural pairs, pairs warped from the validation sequences' frames with
 #: exact flow, and the validation sequences' real consecutive frames against the DIS teacher's labels
 FLOW_VALIDATION = ("synthetic", "warped", "teacher")
@@ -68,7 +70,7 @@ class TrainConfig:
     davis_root: str = "../shared/data/davis2016-train-240p"
     held_out: tuple[str, ...] = HELD_OUT
     validation: tuple[str, ...] = VALIDATION
-    phases: tuple[str, ...] = PHASES
+    phases: tuple[str, ...] = ("flow", "seg")
     init_from: str | None = None
     init_fresh: tuple[str, ...] = ()
     keep_frozen: tuple[str, ...] = ()
@@ -94,9 +96,11 @@ class TrainConfig:
     lr_floor: float = 0.1
     weight_decay: float = 1e-4
     rounds: int = 3
-    phase_max_steps: tuple[int, int] = (1500, 1500)  # flow, seg
+    phase_max_steps: tuple[int, ...] = (1500, 1500)  # flow, seg (, joint)
     phase_min_steps: int = 200
     phase_max_minutes: float = 0.0  # 0: none; else a phase also ends after this much training time (GPU runs)
+    joint_flow_weight: float = 1.0  # a joint step's loss: seg loss + this x flow loss
+    joint_epe_weight: float = 0.1  # a joint validation's error: (1 - seg IoU) + this x flow EPE (px)
     validate_every: int = 150
     patience: int = 3
     clip_value: float = 50.0
@@ -114,6 +118,14 @@ class TrainConfig:
             raise SegFlowError(f"TrainConfig.size {self.size} and flow_size {self.flow_size} must be multiples of 64")
         if not self.phases or any(p not in PHASES for p in self.phases):
             raise SegFlowError(f"TrainConfig.phases must name phases from {PHASES}, got {self.phases}")
+        if len(self.phase_max_steps) not in (2, 3) or ("joint" in self.phases and len(self.phase_max_steps) < 3):
+            raise SegFlowError(
+                "TrainConfig.phase_max_steps gives the flow, seg and joint phases' steps (the joint one may be left "
+                f"out when no phase is joint), got {list(self.phase_max_steps)} for phases {list(self.phases)}"
+            )
+        for name in ("joint_flow_weight", "joint_epe_weight"):
+            if getattr(self, name) < 0:
+                raise SegFlowError(f"TrainConfig.{name} must be 0 or more, got {getattr(self, name)}")
         unknown = sorted(set(self.flow_mix) - set(FLOW_SOURCES))
         if unknown or not self.flow_mix or any(v < 0 for v in self.flow_mix.values()) or sum(self.flow_mix.values()) <= 0:
             raise SegFlowError(
@@ -214,7 +226,7 @@ class OfflineTrainer:
             distractors=config.distractors,
         )
         self.teacher_validation_pairs: list = []
-        self.flow_batches = self._flow_batches(training) if "flow" in config.phases else None
+        self.flow_batches = self._flow_batches(training) if {"flow", "joint"} & set(config.phases) else None
         torch.manual_seed(config.seed)
         self.net = SegFlowNet(preset_config(config.preset, **config.model_overrides)).to(self.device)
         self.warm_started: list[str] = []
@@ -247,18 +259,29 @@ class OfflineTrainer:
         return choose_device(self.config.device)
 
     def _optimizer(self, phase: str) -> torch.optim.Optimizer:
+        """AdamW over the phase's trainable parameters, one group per branch (a joint phase has both, each at
+        its own rate), in train_only's order, which a resumed optimizer's state follows."""
         kept = {id(p) for name, p in self.net.named_parameters() if name.startswith(tuple(self.config.keep_frozen))}
-        # train_only's order, which a resumed optimizer's state follows
         params = [p for p in train_only(self.net, phase) if id(p) not in kept]
         for parameter in self.net.parameters():
             if id(parameter) in kept:
                 parameter.requires_grad_(False)
-        return torch.optim.AdamW(params, lr=self.learning_rate(phase), weight_decay=self.config.weight_decay)
+        if phase == "joint":
+            flow = {id(p) for p in flow_parameters(self.net)}
+            groups = [{"params": [p for p in params if id(p) in flow], "branch": "flow"},
+                      {"params": [p for p in params if id(p) not in flow], "branch": "seg"}]
+        else:
+            groups = [{"params": params, "branch": phase}]
+        for group in groups:
+            group["lr"] = self.learning_rate(phase, group["branch"])
+        return torch.optim.AdamW(groups, weight_decay=self.config.weight_decay)
 
-    def learning_rate(self, phase: str) -> float:
-        """The phase's rate at its current step: constant, or a cosine from the configured rate down to
-        ``lr_floor`` times it at the phase's last step, or at its time limit if that comes first."""
-        base = self.config.lr_flow if phase == "flow" else self.config.lr_seg
+    def learning_rate(self, phase: str, branch: str | None = None) -> float:
+        """The rate of ``branch`` (default: the phase's own; a joint phase's default is the seg side's) at the
+        phase's current step: constant, or a cosine from the configured rate down to ``lr_floor`` times it at the
+        phase's last step, or at its time limit if that comes first."""
+        branch = branch or ("seg" if phase == "joint" else phase)
+        base = self.config.lr_flow if branch == "flow" else self.config.lr_seg
         if self.config.lr_schedule == "constant":
             return base
         share = min(1.0, max(self.progress.phase_step / max(1, self._phase_steps(phase)), self._time_share()))
@@ -287,6 +310,8 @@ class OfflineTrainer:
         else:
             objective = SegmentationObjective(self.net, self.prior_generator,
                                               prior_deformation=PriorDeformation(box_share=self.config.prior_boxes))
+            if phase == "joint":
+                objective = JointObjective(objective, FlowObjective(self.net), self.config.joint_flow_weight)
         if self.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             # one of the memory readouts (one way / both ways) sits out each step
@@ -417,9 +442,11 @@ class OfflineTrainer:
         cfg = self.config
 
         def stream(sampler: WindowSampler, flow_source: FlowBatches | None, motion_now) -> Iterator:
+            seg = seg_batches(sampler, cfg.batch_size, cfg.synthetic_share_seg, cfg.bidirectional_share)
             if phase == "seg":
-                return seg_batches(sampler, cfg.batch_size, cfg.synthetic_share_seg, cfg.bidirectional_share)
-            return flow_batches(flow_source, cfg.flow_mix, cfg.flow_batch_size, motion_now)
+                return seg
+            flow = flow_batches(flow_source, cfg.flow_mix, cfg.flow_batch_size, motion_now)
+            return zip(seg, flow) if phase == "joint" else flow
 
         if not cfg.loader_workers:
             return stream(self.sampler, self.flow_batches, self.max_motion)
@@ -439,24 +466,25 @@ class OfflineTrainer:
     def _step(self, objective, phase: str) -> dict:
         cfg = self.config
         batch = next(self.batches)
-        if phase == "seg":
-            with self._autocast():
-                loss, metrics = objective(batch.frames.to(self.device), batch.masks.to(self.device),
-                                          batch.bidirectional)
-            metrics["source"] = batch.source
-        else:
-            pair = batch.pair
-            flow = pair.flow.to(self.device) if pair.flow is not None else None
-            with self._autocast():
-                loss, metrics = objective(pair.first.to(self.device), pair.second.to(self.device), flow,
-                                          pair.valid.to(self.device))
-            metrics["source"] = batch.kind
-            metrics["max_motion"] = round(batch.max_motion, 2)
+        seg, flow_batch = batch if phase == "joint" else (batch, None) if phase == "seg" else (None, batch)
+        inputs, metrics = [], {}
+        if seg is not None:
+            inputs += [seg.frames.to(self.device), seg.masks.to(self.device), seg.bidirectional]
+            metrics["source"] = seg.source
+        if flow_batch is not None:
+            pair = flow_batch.pair
+            inputs += [pair.first.to(self.device), pair.second.to(self.device),
+                       pair.flow.to(self.device) if pair.flow is not None else None, pair.valid.to(self.device)]
+            metrics["flow_source" if seg is not None else "source"] = flow_batch.kind
+            metrics["max_motion"] = round(flow_batch.max_motion, 2)
+        with self._autocast():
+            loss, objective_metrics = objective(*inputs)
+        metrics = {**objective_metrics, **metrics}
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        rate = self.learning_rate(phase)
         for group in self.optimizer.param_groups:
-            group["lr"] = rate
+            group["lr"] = self.learning_rate(phase, group.get("branch"))
+        rate = self.learning_rate(phase)
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
         torch.nn.utils.clip_grad_value_(params, cfg.clip_value)
         self.optimizer.step()
@@ -468,17 +496,24 @@ class OfflineTrainer:
     def validate(self, phase: str) -> dict:
         """Seg: 1 - J of the generic (not fine-tuned) model on the validation sequences' first frames.
         Flow: mean EPE on synthetic pairs of seeds never trained on and on exact-flow pairs warped from the
-        validation sequences' frames."""
+        validation sequences' frames (and their real motion against the teacher, when ``flow_validation`` says).
+        Joint: both, the error (1 - J) + ``joint_epe_weight`` x EPE."""
         self.net.eval()
         try:
-            if phase == "flow":
+            result = {}
+            if phase in ("flow", "joint"):
                 errors = {kind: self._flow_errors(kind) for kind in FLOW_VALIDATION}
                 means = {kind: float(np.mean(e)) for kind, e in errors.items() if e}
                 error = float(np.mean([means.get(kind, math.nan) for kind in self.config.flow_validation]))
-                return {"val_epe": error, **{f"val_epe_{kind}": value for kind, value in means.items()},
-                        "val_error": error}
-            scores = [self._sequence_iou(s) for s in self.validation_sequences]
-            return {"val_iou": float(np.mean(scores)), "val_error": 1 - float(np.mean(scores))}
+                result.update({"val_epe": error, **{f"val_epe_{kind}": value for kind, value in means.items()},
+                               "val_error": error})
+            if phase in ("seg", "joint"):
+                iou = float(np.mean([self._sequence_iou(s) for s in self.validation_sequences]))
+                error = 1 - iou
+                if phase == "joint":
+                    error += self.config.joint_epe_weight * result["val_epe"]
+                result.update({"val_iou": iou, "val_error": error})
+            return result
         finally:
             self.net.train()
 
@@ -599,7 +634,9 @@ class OfflineTrainer:
         return final
 
     def _phase_steps(self, phase: str) -> int:
-        return self.config.phase_max_steps[PHASES.index(phase)]
+        steps = self.config.phase_max_steps
+        index = PHASES.index(phase)
+        return steps[index] if index < len(steps) else 0
 
     def total_steps(self) -> int:
         return self.config.rounds * sum(self._phase_steps(p) for p in self.config.phases)

@@ -55,6 +55,33 @@ def test_a_round_trains_both_branches_logs_and_writes_a_checkpoint(tiny_train_co
     assert {"val_epe", "val_iou"} <= {k for r in validations for k in r}
 
 
+def test_a_joint_phase_trains_both_branches_at_their_own_rates_and_validates_both(tiny_train_config):
+    config = replace(tiny_train_config, phases=("joint",), phase_max_steps=(0, 0, 4), lr_flow=2e-4, lr_seg=1e-3,
+                     joint_epe_weight=0.5)
+    trainer = OfflineTrainer(config)
+    assert {g["branch"]: g["lr"] for g in trainer.optimizer.param_groups} == {"flow": 2e-4, "seg": 1e-3}
+    flow_before = trainer.net.flow_branch.pyramid.levels[0][0][0].weight.detach().clone()
+    head_before = trainer.net.appearance_encoder.stem[0][0].weight.detach().clone()
+    net, _ = load_checkpoint(trainer.run(progress_bar=False))
+    assert not torch.equal(net.flow_branch.pyramid.levels[0][0][0].weight, flow_before)
+    assert not torch.equal(net.appearance_encoder.stem[0][0].weight, head_before)
+    records = [json.loads(line) for line in open(trainer.output / "metrics.jsonl")]
+    steps = [r for r in records if r["kind"] == "train"]
+    assert [r["phase"] for r in steps] == ["joint"] * 4
+    assert all({"seg_loss", "flow_loss", "source", "flow_source"} <= set(r) for r in steps)
+    # one step's loss is the seg loss plus the flow loss (weight 1 by default)
+    assert all(r["loss"] == pytest.approx(r["seg_loss"] + r["flow_loss"], rel=1e-4) for r in steps)
+    validations = [r for r in records if r["kind"] == "validation"]
+    assert validations and all(
+        r["val_error"] == pytest.approx(1 - r["val_iou"] + 0.5 * r["val_epe"]) for r in validations)
+
+
+@pytest.mark.parametrize("steps", [(4, 4), (4, 4, 4, 4)])
+def test_a_joint_phase_needs_its_step_count(tiny_train_config, steps):
+    with pytest.raises(SegFlowError, match="phase_max_steps gives the flow, seg and joint"):
+        replace(tiny_train_config, phases=("flow", "joint"), phase_max_steps=steps)
+
+
 def test_interrupted_run_resumes_to_the_same_weights(tiny_train_config, tmp_path, monkeypatch):
     reference = OfflineTrainer(replace(tiny_train_config, output=str(tmp_path / "reference")))
     reference_net, _ = load_checkpoint(reference.run(progress_bar=False))
@@ -132,7 +159,11 @@ def test_shipped_stage_configs_load_and_chain():
     after_longer = load_train_config(configs / "small_seg_readapt_after_longer.yaml")
     assert after_longer.init_from == f"{longer.output}/final.pt"
     assert after_longer.keep_frozen == ("appearance_encoder.",)
-    measured = [unsupervised, large_motion, readapt, longer, after_longer]
+    # the joint stage: both branches at once, from the GPU flow stage (tools/gpu_train.sh's flow_b32)
+    joint = load_train_config(configs / "small_joint_after_gpu_flow.yaml")
+    assert joint.phases == ("joint",) and joint.init_from == "runs/gpu_flow_b32/final.pt"
+    assert joint.phase_max_steps[2] > 0 and joint.lr_flow < joint.lr_seg and "teacher" in joint.flow_validation
+    measured = [unsupervised, large_motion, readapt, longer, after_longer, joint]
     assert all(s.preset == "small" and not set(s.validation) & set(s.held_out) for s in [*stages, *measured])
     script = (configs.parent / "tools" / "train_small.sh").read_text()
     assert f"for stage in {' '.join(names)}; do" in script
