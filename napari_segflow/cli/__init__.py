@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     _engine_options(propagate)
     propagate.set_defaults(run=run_propagate)
 
-    flow = commands.add_parser("flow", help="the flow branch on one image pair of any size (a .flo file)")
+    flow = commands.add_parser("flow", help="the flow branch on one image pair of any size (a .flo file; both ways, "
+                                          "three mirrored passes each)")
     flow.add_argument("image1")
     flow.add_argument("image2")
     flow.add_argument("--out", required=True, help="a .flo file")

@@ -9,6 +9,12 @@ and mirrored upside down (each mirrored flow mirrored back). The branch's errors
 own, so they average out; on the validation sequences' warped pairs (exact flow) the mean EPE fell 11% (1.10 to
 0.98 px), on validation procedural pairs 10% (README). Propagation in a session keeps one pass: it has a frame
 rate to hold.
+
+``segflow flow`` also looks the other way (``two_way_pair_flow``): the second image's flow back to the first,
+read where each pixel lands and negated, is a second estimate of the same motion, made from the other image's
+features. Where the two agree (they undo each other within ``TWO_WAY_AGREEMENT`` working pixels) they are
+averaged; elsewhere (occlusions, where one of them is wrong) the forward flow stays. On the validation pairs
+the mean EPE fell another 7% (warped, 0.98 to 0.91 px) and 17% (procedural, 0.89 to 0.74) (README).
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ from napari_segflow.errors import SegFlowError
 #: Working long side of ``segflow flow``: the largest motions the branch learned (48 px on 256-wide crops) stay
 #: within its reach for images up to about this size; the FlyingChairs examples (512x384) keep their size.
 FLOW_LONG_SIDE = 512
+#: how far (working pixels) the forward flow and the backward flow at its target may fail to undo each other
+#: for the two to be averaged (chosen on the validation pairs among 0.5, 1, 2 and 4)
+TWO_WAY_AGREEMENT = 4.0
 
 
 def working_geometry(height: int, width: int, long_side: int = FLOW_LONG_SIDE) -> WorkingResolution:
@@ -65,6 +74,24 @@ def segflow_pair_flow(net, first: np.ndarray, second: np.ndarray, long_side: int
             flow[component] = -flow[component]
         unmirrored.append(flow)
     return torch.stack(unmirrored).mean(0).permute(1, 2, 0).cpu().numpy()
+
+
+def two_way_pair_flow(net, first: np.ndarray, second: np.ndarray, long_side: int = FLOW_LONG_SIDE,
+                      device="cpu") -> np.ndarray:
+    """(H, W, 2) float32: ``segflow_pair_flow`` first -> second, averaged with the flow second -> first read at
+    each pixel's target and negated, where the two agree (see the module's docstring)."""
+    import torch
+
+    from napari_segflow.model.warp import backward_warp
+
+    forward = segflow_pair_flow(net, first, second, long_side, device)
+    backward = segflow_pair_flow(net, second, first, long_side, device)
+    as_tensor = lambda flow: torch.from_numpy(np.ascontiguousarray(flow)).permute(2, 0, 1)[None].float()
+    sampled, inside = backward_warp(as_tensor(backward), as_tensor(forward))
+    backward_at_target = sampled[0].permute(1, 2, 0).numpy()
+    scale = max(first.shape[:2]) / max(working_geometry(*first.shape[:2], long_side).scaled)
+    agree = inside[0, 0].numpy() & (np.linalg.norm(forward + backward_at_target, axis=-1) < TWO_WAY_AGREEMENT * scale)
+    return np.where(agree[..., None], (forward - backward_at_target) / 2, forward).astype(np.float32)
 
 
 def peer_pair_flow(first: np.ndarray, second: np.ndarray, method: str, long_side: int = FLOW_LONG_SIDE) -> np.ndarray:

@@ -65,6 +65,12 @@ def test_flow_writes_a_full_resolution_flo(tmp_path, frame_folder, tiny_weights,
     assert main(["flow", str(first), str(second), "--out", str(out), "--weights", tiny_weights]) == 0
     flow = read_flo(out)
     assert flow.shape == (96, 128, 2) and np.isfinite(flow).all()
+    # the command's flow is the two-way estimate (inference/pair_flow.py)
+    from napari_segflow.checkpoint import load_checkpoint
+    from napari_segflow.inference.pair_flow import two_way_pair_flow
+
+    images = [np.asarray(Image.open(path).convert("RGB")) for path in (first, second)]
+    np.testing.assert_allclose(flow, two_way_pair_flow(load_checkpoint(tiny_weights)[0], *images), atol=1e-4)
     Image.new("RGB", (50, 40)).save(tmp_path / "other.png")
     assert main(["flow", str(first), str(tmp_path / "other.png"), "--out", str(tmp_path / "x.flo"),
                  "--weights", tiny_weights]) == 2

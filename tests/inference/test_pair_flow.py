@@ -45,3 +45,33 @@ def test_mirrored_passes_are_mirrored_back_exactly():
     constant = segflow_pair_flow(ConstantFlow(), first, second)
     np.testing.assert_allclose(constant[..., 0], 1.0, atol=1e-5)  # (3 - 3 + 3) / 3
     np.testing.assert_allclose(constant[..., 1], -2 / 3, atol=1e-5)  # (-2 - 2 + 2) / 3
+
+
+class ShiftFlow(GradientFlow):
+    """One that finds the pair's horizontal shift (whole pixels, up to 4) and adds a bias of its own: a bias
+    that looking the other way cancels, as an estimator's own errors partly do."""
+
+    def __init__(self, bias: float) -> None:
+        self.bias = bias
+
+    def estimate_flow(self, image, next_image):
+        flows = torch.zeros(image.shape[0], 2, *image.shape[-2:])
+        for flow, a, b in zip(flows, image, next_image):
+            errors = [float((a - torch.roll(b, -k, dims=-1))[..., 8:-8, 8:-8].abs().mean()) for k in range(-4, 5)]
+            flow[0] = int(np.argmin(errors)) - 4 + self.bias
+        return SimpleNamespace(flow=flows)
+
+
+def test_two_way_flow_averages_where_the_ways_agree_and_keeps_the_forward_flow_elsewhere():
+    from napari_segflow.inference.pair_flow import two_way_pair_flow
+
+    first, second = _pair()  # the second is the first moved 2 px right
+    forward = segflow_pair_flow(ShiftFlow(0.6), first, second)
+    np.testing.assert_allclose(forward[..., 0], 2.2, atol=1e-4)  # mirrored passes: 2 + (0.6 - 0.6 + 0.6) / 3
+    both = two_way_pair_flow(ShiftFlow(0.6), first, second)
+    np.testing.assert_allclose(both[:, :97, 0], 2.0, atol=1e-4)  # the bias cancels, the motion stays
+    np.testing.assert_allclose(both[..., 1], 0.0, atol=1e-6)
+    np.testing.assert_allclose(both[:, 97:, 0], 2.2, atol=1e-4)  # landing past the last column: forward kept
+    # ways that fail to undo each other by more than the agreement: the forward flow as it was
+    far = two_way_pair_flow(ShiftFlow(9.0), first, second)
+    np.testing.assert_allclose(far, segflow_pair_flow(ShiftFlow(9.0), first, second), atol=1e-5)
