@@ -197,15 +197,18 @@ def run_flow(args: argparse.Namespace) -> int:
     from napari_segflow.checkpoint import load_checkpoint
     from napari_segflow.data.io import read_image, to_rgb_uint8, write_flo
     from napari_segflow.device import choose_device, place_model
-    from napari_segflow.inference.pair_flow import check_pair, two_way_pair_flow, working_geometry
+    from napari_segflow.errors import SegFlowError
+    from napari_segflow.inference.pair_flow import check_pair, refined_pair_flow, working_geometry
 
+    if args.refinements < 0:
+        raise SegFlowError(f"--refinements must be 0 or more, got {args.refinements}")
     out = _checked_output_file(args.out, "--out")
     first, second = (to_rgb_uint8(read_image(path), str(path), 0) for path in (args.image1, args.image2))
     check_pair(first, second, (args.image1, args.image2))
     geometry = working_geometry(*first.shape[:2], args.long_side)
     device = choose_device(args.device)
     net = place_model(load_checkpoint(args.weights)[0], device)
-    flow = two_way_pair_flow(net, first, second, args.long_side, device)
+    flow = refined_pair_flow(net, first, second, args.long_side, device, args.refinements)
     write_flo(flow, out)
     height, width = first.shape[:2]
     magnitude = np.linalg.norm(flow, axis=-1)

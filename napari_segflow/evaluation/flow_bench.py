@@ -79,13 +79,16 @@ def score_flow(cases: list[FlowPairCase], methods: dict[str, FlowMethod]) -> lis
 
 
 def standard_methods(net, long_side: int, device="cpu") -> dict[str, FlowMethod]:
-    """SegFlow's flow branch (as ``segflow flow`` runs it, both ways; one way in three mirrored passes; in one
-    pass) and the peers (OpenCV DIS medium, Farneback, zero flow) at one working size."""
-    from napari_segflow.inference.pair_flow import peer_pair_flow, segflow_pair_flow, two_way_pair_flow
+    """SegFlow's flow branch (as ``segflow flow`` runs it: both ways, refined on the warped pair; both ways
+    unrefined; one way in three mirrored passes; in one pass) and the peers (OpenCV DIS medium, Farneback, zero
+    flow) at one working size."""
+    from napari_segflow.inference.pair_flow import (
+        REFINEMENT_ROUNDS, peer_pair_flow, refined_pair_flow, segflow_pair_flow, two_way_pair_flow)
 
     return {
-        "SegFlow (segflow flow: both ways, three mirrored passes each)": lambda a, b: two_way_pair_flow(
+        f"SegFlow (segflow flow: both ways, refined {REFINEMENT_ROUNDS}x on the warped pair)": lambda a, b: refined_pair_flow(
             net, a, b, long_side, device),
+        "SegFlow, both ways, unrefined": lambda a, b: two_way_pair_flow(net, a, b, long_side, device),
         "SegFlow, three mirrored passes": lambda a, b: segflow_pair_flow(net, a, b, long_side, device),
         "SegFlow, one pass (as propagation)": lambda a, b: segflow_pair_flow(net, a, b, long_side, device,
                                                                             mirrored=False),

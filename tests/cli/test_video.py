@@ -65,12 +65,24 @@ def test_flow_writes_a_full_resolution_flo(tmp_path, frame_folder, tiny_weights,
     assert main(["flow", str(first), str(second), "--out", str(out), "--weights", tiny_weights]) == 0
     flow = read_flo(out)
     assert flow.shape == (96, 128, 2) and np.isfinite(flow).all()
-    # the command's flow is the two-way estimate (inference/pair_flow.py)
-    from napari_segflow.checkpoint import load_checkpoint
-    from napari_segflow.inference.pair_flow import two_way_pair_flow
+    # the command's flow is the refined two-way estimate (inference/pair_flow.py), its rounds as asked
+    import torch
 
+    from napari_segflow.checkpoint import load_checkpoint
+    from napari_segflow.device import place_model
+    from napari_segflow.inference.pair_flow import REFINEMENT_ROUNDS, refined_pair_flow
+
+    net = place_model(load_checkpoint(tiny_weights)[0], torch.device("cpu"))  # as the command places it
     images = [np.asarray(Image.open(path).convert("RGB")) for path in (first, second)]
-    np.testing.assert_allclose(flow, two_way_pair_flow(load_checkpoint(tiny_weights)[0], *images), atol=1e-4)
+    np.testing.assert_allclose(flow, refined_pair_flow(net, *images, rounds=REFINEMENT_ROUNDS), atol=1e-4)
+    assert main(["flow", str(first), str(second), "--out", str(out), "--weights", tiny_weights,
+                 "--refinements", "0"]) == 0
+    np.testing.assert_allclose(read_flo(out), refined_pair_flow(net, *images, rounds=0), atol=1e-4)
+    capsys.readouterr()
+    assert main(["flow", str(first), str(second), "--out", str(tmp_path / "n.flo"), "--weights", tiny_weights,
+                 "--refinements", "-1"]) == 2
+    assert "--refinements must be 0 or more" in capsys.readouterr().err
+    assert not (tmp_path / "n.flo").exists()
     Image.new("RGB", (50, 40)).save(tmp_path / "other.png")
     assert main(["flow", str(first), str(tmp_path / "other.png"), "--out", str(tmp_path / "x.flo"),
                  "--weights", tiny_weights]) == 2

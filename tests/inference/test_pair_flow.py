@@ -75,3 +75,88 @@ def test_two_way_flow_averages_where_the_ways_agree_and_keeps_the_forward_flow_e
     # ways that fail to undo each other by more than the agreement: the forward flow as it was
     far = two_way_pair_flow(ShiftFlow(9.0), first, second)
     np.testing.assert_allclose(far, segflow_pair_flow(ShiftFlow(9.0), first, second), atol=1e-5)
+
+
+class ReachFlow(GradientFlow):
+    """One that finds the pair's horizontal shift (whole pixels) but cannot report more than ``reach`` of it, as a
+    branch whose coarsest level misses a motion beyond its search range reports only part of it."""
+
+    def __init__(self, reach: int) -> None:
+        self.reach = reach
+
+    def estimate_flow(self, image, next_image):
+        flows = torch.zeros(image.shape[0], 2, *image.shape[-2:])
+        for flow, a, b in zip(flows, image, next_image):
+            errors = [float((a - torch.roll(b, -k, dims=-1))[..., 12:-12, 12:-12].abs().mean()) for k in range(-10, 11)]
+            flow[0] = float(np.clip(int(np.argmin(errors)) - 10, -self.reach, self.reach))
+        return SimpleNamespace(flow=flows)
+
+
+def test_refinement_finds_the_motion_left_after_warping_beyond_one_estimate_reach():
+    from napari_segflow.inference.pair_flow import refined_pair_flow
+
+    rng = np.random.default_rng(1)
+    first = rng.integers(0, 256, (60, 90, 3), dtype=np.uint8)
+    second = np.roll(first, 7, axis=1)  # 7 px right, beyond the estimator's reach of 4
+    centre = (slice(None), slice(12, 60))
+    unrefined = refined_pair_flow(ReachFlow(4), first, second, rounds=0)
+    np.testing.assert_allclose(unrefined[centre][..., 0], 4.0, atol=1e-4)
+    once = refined_pair_flow(ReachFlow(4), first, second, rounds=1)
+    np.testing.assert_allclose(once[centre][..., 0], 7.0, atol=1e-4)  # 4, then the 3 left
+    np.testing.assert_allclose(once[..., 1], 0.0, atol=1e-6)
+    np.testing.assert_allclose(refined_pair_flow(ReachFlow(4), first, second, rounds=2)[centre], once[centre],
+                               atol=1e-4)  # nothing left to find
+
+
+def test_sample_at_flow_reads_each_pixel_target_and_holds_the_edge_outside():
+    from napari_segflow.inference.pair_flow import sample_at_flow
+
+    values = np.arange(20, dtype=np.float32).reshape(4, 5, 1).repeat(2, axis=2)
+    flow = np.zeros((4, 5, 2), np.float32)
+    flow[..., 0] = 1.5
+    sampled = sample_at_flow(values, flow)
+    np.testing.assert_allclose(sampled[0, :3, 0], [1.5, 2.5, 3.5])
+    np.testing.assert_allclose(sampled[0, 3:, 0], [4.0, 4.0])  # past the last column: the edge value
+
+
+class RestlessFlow(GradientFlow):
+    """One that finds a pair's horizontal shift (whole pixels) but, where there is none, reports motion that is
+    not there (the first image's gradients, as a branch's error on small motions follows the texture)."""
+
+    def estimate_flow(self, image, next_image):
+        flows = super().estimate_flow(image, next_image).flow
+        for flow, a, b in zip(flows, image, next_image):
+            errors = [float((a - torch.roll(b, -k, dims=-1))[..., 8:-8, 8:-8].abs().mean()) for k in range(-5, 6)]
+            shift = int(np.argmin(errors)) - 5
+            if shift:
+                flow[0], flow[1] = float(shift), 0.0
+        return SimpleNamespace(flow=flows)
+
+
+def test_refinement_keeps_the_flow_before_it_where_the_round_matches_the_images_worse():
+    from napari_segflow.inference.pair_flow import refined_pair_flow, sample_at_flow, two_way_pair_flow
+
+    rng = np.random.default_rng(2)
+    first = rng.integers(0, 256, (60, 90, 3), dtype=np.uint8)
+    second = np.roll(first, 3, axis=1)
+    centre = (slice(12, 48), slice(12, 70))
+    before = refined_pair_flow(RestlessFlow(), first, second, rounds=0)
+    np.testing.assert_allclose(before[centre], np.broadcast_to([3.0, 0.0], before[centre].shape), atol=1e-4)
+    # the round's residual on the warped pair is motion that is not there ...
+    residual = two_way_pair_flow(RestlessFlow(), first, sample_at_flow(second, before))
+    assert np.abs(residual[centre]).mean() > 1.0
+    # ... and the images reject it: the flow before the round stays
+    after = refined_pair_flow(RestlessFlow(), first, second, rounds=1)
+    np.testing.assert_allclose(after[centre], before[centre], atol=1e-4)
+
+
+def test_mismatch_is_lowest_for_the_true_flow():
+    from napari_segflow.inference.pair_flow import mismatch
+
+    rng = np.random.default_rng(3)
+    first = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    second = np.roll(first, 2, axis=1)
+    flows = [np.full((40, 60, 2), (u, 0.0), np.float32) for u in (0.0, 1.0, 2.0, 3.0)]
+    centre = (slice(10, 30), slice(10, 50))
+    costs = [mismatch(first, second, flow)[centre].mean() for flow in flows]
+    assert int(np.argmin(costs)) == 2 and costs[2] < 1e-3
