@@ -86,7 +86,7 @@ def standard_methods(net, long_side: int, device="cpu") -> dict[str, FlowMethod]
         REFINEMENT_ROUNDS, peer_pair_flow, refined_pair_flow, segflow_pair_flow, two_way_pair_flow)
 
     return {
-        f"SegFlow (segflow flow: both ways, refined {REFINEMENT_ROUNDS}x on the warped pair)": lambda a, b: refined_pair_flow(
+        f"SegFlow (segflow flow: both ways, refined {REFINEMENT_ROUNDS}x on the warped pair, median)": lambda a, b: refined_pair_flow(
             net, a, b, long_side, device),
         "SegFlow, both ways, unrefined": lambda a, b: two_way_pair_flow(net, a, b, long_side, device),
         "SegFlow, three mirrored passes": lambda a, b: segflow_pair_flow(net, a, b, long_side, device),

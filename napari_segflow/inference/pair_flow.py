@@ -24,7 +24,9 @@ cost as much as the round gained (validation, README), so each pixel keeps which
 round, matches the images better around it: the brightness and gradients of the first image against the second's
 read at the flow's targets, summed over a ``FUSION_WINDOW`` square. ``REFINEMENT_ROUNDS`` was chosen on
 validation pairs: exact-flow pairs warped from real frames, procedural pairs, and the validation sequences' real
-motion labelled by the DIS teacher.
+motion labelled by the DIS teacher. Last, a ``MEDIAN_SIZE`` median filter of each flow component removes what
+isolated outliers the pixel-wise choice leaves (the classical step after each warping level, after Sun, Roth and
+Black's study of what makes flow accurate; on the same validation pairs 1-2% lower EPE on each set).
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ TWO_WAY_AGREEMENT = 4.0
 REFINEMENT_ROUNDS = 1
 #: side (pixels) of the square over which a flow's match with the images is summed when two are fused
 FUSION_WINDOW = 9
+#: side of the median filter over the final flow (chosen on the validation pairs among 3 and 5)
+MEDIAN_SIZE = 5
 
 
 def working_geometry(height: int, width: int, long_side: int = FLOW_LONG_SIDE) -> WorkingResolution:
@@ -112,7 +116,9 @@ def refined_pair_flow(net, first: np.ndarray, second: np.ndarray, long_side: int
                       rounds: int = REFINEMENT_ROUNDS) -> np.ndarray:
     """(H, W, 2) float32: ``two_way_pair_flow`` first -> second, then ``rounds`` times the two-way flow of the
     first image to the second warped back by the flow so far (the residual), composed with it and fused with the
-    flow so far pixel by pixel (see the module's docstring)."""
+    flow so far pixel by pixel, then median-filtered (see the module's docstring)."""
+    import cv2
+
     if rounds < 0:
         raise SegFlowError(f"the refinement rounds must be 0 or more, got {rounds}")
     flow = two_way_pair_flow(net, first, second, long_side, device)
@@ -121,7 +127,8 @@ def refined_pair_flow(net, first: np.ndarray, second: np.ndarray, long_side: int
         refined = residual + sample_at_flow(flow, residual)
         better = mismatch(first, second, refined) < mismatch(first, second, flow)
         flow = np.where(better[..., None], refined, flow)
-    return flow.astype(np.float32)
+    flow = np.ascontiguousarray(flow, np.float32)
+    return np.stack([cv2.medianBlur(np.ascontiguousarray(flow[..., c]), MEDIAN_SIZE) for c in range(2)], -1)
 
 
 def mismatch(first: np.ndarray, second: np.ndarray, flow: np.ndarray) -> np.ndarray:

@@ -160,3 +160,18 @@ def test_mismatch_is_lowest_for_the_true_flow():
     centre = (slice(10, 30), slice(10, 50))
     costs = [mismatch(first, second, flow)[centre].mean() for flow in flows]
     assert int(np.argmin(costs)) == 2 and costs[2] < 1e-3
+
+
+def test_refined_flow_loses_an_isolated_outlier_to_the_median():
+    from napari_segflow.inference.pair_flow import refined_pair_flow
+
+    class OutlierFlow(ShiftFlow):
+        def estimate_flow(self, image, next_image):
+            flows = super().estimate_flow(image, next_image).flow
+            flows[:, :, 30, 40] += 5.0  # one wrong pixel in every pass
+            return SimpleNamespace(flow=flows)
+
+    first, second = _pair()
+    flow = refined_pair_flow(OutlierFlow(0.0), first, second, rounds=0)
+    np.testing.assert_allclose(flow[20:50, 20:80, 0], 2.0, atol=1e-4)
+    np.testing.assert_allclose(flow[20:50, 20:80, 1], 0.0, atol=1e-4)
