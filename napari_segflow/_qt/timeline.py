@@ -13,7 +13,7 @@ EMPTY_COLOUR = QColor(70, 70, 70)
 
 
 class AttentionTimeline(QWidget):
-    """Scores in [0, 1] per frame over a video of ``count`` frames; frames without a score draw as a thin grey
+    """Scores (0 or more) per frame over a video of ``count`` frames; frames without a score draw as a thin grey
     line. ``frame_clicked`` carries the frame under a click."""
 
     frame_clicked = Signal(int)
@@ -25,8 +25,8 @@ class AttentionTimeline(QWidget):
         self.current = 0
         self.setMinimumHeight(48)
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
-        self.setToolTip("How much each frame deserves a look (higher: the mask jumped or is unsure). "
-                        "Click to go to a frame.")
+        self.setToolTip("How much each frame deserves a look (higher: the network is unsure of the object, "
+                        "far from your frames). Click to go to a frame.")
 
     def set_scores(self, count: int, scores: dict[int, float]) -> None:
         self.count, self.scores = count, dict(scores)

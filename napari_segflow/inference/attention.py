@@ -1,16 +1,18 @@
 """Where to look: a per-frame score of how likely a frame's mask is wrong, from what propagation already has.
 
-Two signs, each in [0, 1], averaged:
+The score is the share of the object's pixels whose foreground probability lies between 0.2 and 0.8 (how unsure
+the network is of the object), times the frames the mask was carried over from the user's frame that began its
+sweep, plus one: the errors a mask gathers grow with the frames it was carried over, so an unsure frame far from
+every user frame is likelier wrong than one as unsure next to it. It reads the stride-4 grid of the network's
+input; no extra network pass. A score is comparable within a run, not across videos (the timeline shows it
+relative to its highest).
 
-- disagreement: the frame's mask against the mask it was expected to have, the previous frame's carried by the
-  flow (1 - their soft IoU, over the pixels the carried mask covers); a mask that jumps is suspect;
-- uncertainty: the share of the object's pixels whose foreground probability lies between 0.2 and 0.8.
-
-Both read the stride-4 grid of the network's input; no extra network pass.
+Chosen on the validation sequences and ten training sequences (README, "Where to look"): ranked against each
+frame's error (1 - J), the unsure share alone, the frames carried alone and the earlier score (the mean of the
+unsure share and the mask's disagreement with the previous frame's mask carried by the flow) each ranked worse.
 
 Which frames to suggest repainting (``frames_worth_a_look``) weighs the score by what a correction there would
-add: right after a user's frame the score is high (the next frame is judged against the user's exact mask, so it
-shows the network's whole error), yet repainting it teaches the session little that the user's frame did not.
+add: right after a user's frame a correction teaches the session little that the user's frame did not.
 """
 
 from __future__ import annotations
@@ -25,22 +27,16 @@ UNCERTAIN_BAND = (0.2, 0.8)
 SUGGESTION_REACH = 0.2
 
 
-def attention_score(expected: torch.Tensor | None, probabilities: torch.Tensor) -> float:
-    """expected: (1, K+1, h, w) the carried mask of the frame before (zeros where unknown), or None;
-    probabilities: (1, K+1, h, w) this frame's. Returns the score in [0, 1]."""
+def attention_score(probabilities: torch.Tensor, frames_carried: int) -> float:
+    """probabilities: (1, K+1, h, w) a frame's class probabilities; frames_carried: how many frames its sweep
+    carried the mask from the user's frame (0 on that frame). Returns the score, 0 or more."""
+    if frames_carried < 0:
+        raise ValueError(f"frames_carried must be 0 or more, got {frames_carried}")
     foreground = 1 - probabilities[:, 0].float()
     low, high = UNCERTAIN_BAND
     uncertain = ((foreground > low) & (foreground < high)).sum()
     confident = (foreground >= high).sum()
-    uncertainty = float(uncertain / (uncertain + confident).clamp_min(1))
-    if expected is None:
-        return uncertainty
-    known = expected.float().sum(1) > 0.5
-    carried = expected[:, 1:].float().sum(1)
-    union = torch.maximum(carried, foreground)[known].sum()
-    overlap = torch.minimum(carried, foreground)[known].sum()
-    disagreement = float(1 - overlap / union) if union > 0.5 else 0.0
-    return (disagreement + uncertainty) / 2
+    return float(uncertain / (uncertain + confident).clamp_min(1)) * (frames_carried + 1)
 
 
 def frames_worth_a_look(attention: dict[int, float], user_frames: Iterable[int], count: int,

@@ -8,8 +8,9 @@ still leaves every frame it reached segmented; the second sweep's results replac
 
 Each frame is expected to look like the mask of the frame before it in ``order`` carried by that frame's flow
 (the first frame: its annotation, when one is given). A network with a mask prior (model/prior.py) takes that as
-its prior, and every result scores its disagreement with it (inference/attention.py). The second sweep reuses the
-expectations of the first.
+its prior. Every result carries an attention score: how unsure the network is of the object, weighed by the
+frames the mask was carried over (inference/attention.py). The second sweep reuses the expectations of the
+first.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ class FrameResult:
     """labels (H, W) uint8 object ids; probabilities (K+1, H, W) float16 (background first); working_flow
     (h, w, 2) float32, the flow from this frame to the next one in the direction of travel on the grid it was
     computed on, in frame pixels (``flow`` resizes it to the frame's (H, W, 2)). ``final`` is False for the first
-    sweep of a two-way run, whose result the second sweep replaces. ``attention`` in [0, 1]: how much the frame
-    deserves a look (inference/attention.py)."""
+    sweep of a two-way run, whose result the second sweep replaces. ``attention``, 0 or more: how much the frame
+    deserves a look, comparable within a run (inference/attention.py)."""
 
     index: int
     labels: np.ndarray
@@ -183,7 +184,7 @@ def propagate(
             forward_states.append(hidden.to("cpu", torch.float16))
             forward_expected.append(expected.to("cpu", torch.float16) if expected is not None else None)
         current = prior_from_logits(output.logits)
-        attention = attention_score(expected, current)
+        attention = attention_score(current, position)
         source = expected if position == 0 and start_labels is not None else current
         expected = carry_prior(source, output.flow.flow) if motion_features else source
         yield _result(index, output.logits, output, objects, geometry, feeder.raw[index], edges,
@@ -204,5 +205,5 @@ def propagate(
             forward = forward_states[position].to(device, hidden.dtype)
             logits = net.readout(fused, forward, hidden, size=tuple(image.shape[-2:]))
         output = FrameOutput(logits=logits, flow=flow, hidden=hidden, gates=None)
-        attention = attention_score(expected, prior_from_logits(logits))
+        attention = attention_score(prior_from_logits(logits), position)
         yield _result(index, logits, output, objects, geometry, feeder.raw[index], edges, attention=attention)

@@ -9,21 +9,25 @@ def _probabilities(top, left, confidence=1.0, size=8):
     return torch.stack([1 - foreground, foreground], dim=1)
 
 
-def test_a_mask_that_keeps_to_its_expected_place_scores_low_and_one_that_jumps_high():
-    expected = _probabilities(10, 10)
-    assert attention_score(expected, _probabilities(10, 10)) == 0.0
-    moved_a_little = attention_score(expected, _probabilities(10, 11))
-    jumped = attention_score(expected, _probabilities(20, 20))
-    assert 0 < moved_a_little < 0.2 and jumped == 0.5  # no overlap at all: disagreement 1, certainty full
+def test_unsure_pixels_raise_the_score_and_a_sure_mask_scores_zero():
+    assert attention_score(_probabilities(10, 10), 5) == 0.0
+    half_sure = _probabilities(10, 10, confidence=0.5)
+    assert attention_score(half_sure, 0) == 1.0  # every object pixel unsure
+    partly = _probabilities(10, 10)
+    partly[:, 1, 10:14, 10:18] = 0.6  # half the object's pixels unsure
+    partly[:, 0] = 1 - partly[:, 1]
+    assert attention_score(partly, 0) == 0.5
+    assert attention_score(torch.stack([torch.ones(1, 32, 32), torch.zeros(1, 32, 32)], 1), 3) == 0.0  # no object
 
 
-def test_unsure_pixels_raise_the_score_and_unknown_areas_are_not_compared():
-    expected = _probabilities(10, 10)
-    assert attention_score(expected, _probabilities(10, 10, confidence=0.5)) > 0.5
-    assert attention_score(None, _probabilities(10, 10, confidence=0.5)) == 1.0
-    assert attention_score(None, _probabilities(10, 10)) == 0.0
-    unknown = torch.zeros_like(expected)  # the carried mask came from outside the image
-    assert attention_score(unknown, _probabilities(20, 20)) == 0.0
+def test_the_same_doubt_weighs_more_the_further_the_mask_was_carried():
+    half_sure = _probabilities(10, 10, confidence=0.5)
+    assert attention_score(half_sure, 9) == 10 * attention_score(half_sure, 0)
+    assert attention_score(half_sure, 1) < attention_score(half_sure, 2)
+    import pytest
+
+    with pytest.raises(ValueError, match="frames_carried"):
+        attention_score(half_sure, -1)
 
 
 def test_suggestions_pass_over_frames_next_to_a_user_frame_and_spread_over_the_video():
