@@ -17,4 +17,6 @@ def test_placing_a_network_changes_its_memory_layout_not_its_output(tiny_config)
         expected = net.step(images[:1], images[1:])
         got = placed.step(images[:1], images[1:])
     torch.testing.assert_close(got.logits, expected.logits, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(got.flow.flow, expected.flow.flow, atol=1e-4, rtol=1e-4)
+    # the flow is in pixels (tens of them) and passes through soft-argmaxes over cost volumes, whose sums the two
+    # layouts order differently: a thousandth of a pixel is rounding (1.1e-4 seen on one machine), a layout bug is not
+    torch.testing.assert_close(got.flow.flow, expected.flow.flow, atol=1e-3, rtol=1e-4)
