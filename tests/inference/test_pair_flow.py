@@ -47,6 +47,15 @@ def test_mirrored_passes_are_mirrored_back_exactly():
     np.testing.assert_allclose(constant[..., 1], -2 / 3, atol=1e-5)  # (-2 - 2 + 2) / 3
 
 
+def horizontal_shift(image, next_image, search: int, margin: int) -> int:
+    """The whole-pixel horizontal shift in [-search, search] that best maps ``image`` onto ``next_image`` (3, H, W),
+    judged away from the ``margin`` the roll wraps around."""
+    inner = (..., slice(margin, -margin), slice(margin, -margin))
+    errors = [float((image - torch.roll(next_image, -k, dims=-1))[inner].abs().mean())
+              for k in range(-search, search + 1)]
+    return int(np.argmin(errors)) - search
+
+
 class ShiftFlow(GradientFlow):
     """One that finds the pair's horizontal shift (whole pixels, up to 4) and adds a bias of its own: a bias
     that looking the other way cancels, as an estimator's own errors partly do."""
@@ -57,8 +66,7 @@ class ShiftFlow(GradientFlow):
     def estimate_flow(self, image, next_image):
         flows = torch.zeros(image.shape[0], 2, *image.shape[-2:])
         for flow, a, b in zip(flows, image, next_image):
-            errors = [float((a - torch.roll(b, -k, dims=-1))[..., 8:-8, 8:-8].abs().mean()) for k in range(-4, 5)]
-            flow[0] = int(np.argmin(errors)) - 4 + self.bias
+            flow[0] = horizontal_shift(a, b, search=4, margin=8) + self.bias
         return SimpleNamespace(flow=flows)
 
 
@@ -87,8 +95,7 @@ class ReachFlow(GradientFlow):
     def estimate_flow(self, image, next_image):
         flows = torch.zeros(image.shape[0], 2, *image.shape[-2:])
         for flow, a, b in zip(flows, image, next_image):
-            errors = [float((a - torch.roll(b, -k, dims=-1))[..., 12:-12, 12:-12].abs().mean()) for k in range(-10, 11)]
-            flow[0] = float(np.clip(int(np.argmin(errors)) - 10, -self.reach, self.reach))
+            flow[0] = float(np.clip(horizontal_shift(a, b, search=10, margin=12), -self.reach, self.reach))
         return SimpleNamespace(flow=flows)
 
 
@@ -126,8 +133,7 @@ class RestlessFlow(GradientFlow):
     def estimate_flow(self, image, next_image):
         flows = super().estimate_flow(image, next_image).flow
         for flow, a, b in zip(flows, image, next_image):
-            errors = [float((a - torch.roll(b, -k, dims=-1))[..., 8:-8, 8:-8].abs().mean()) for k in range(-5, 6)]
-            shift = int(np.argmin(errors)) - 5
+            shift = horizontal_shift(a, b, search=5, margin=8)
             if shift:
                 flow[0], flow[1] = float(shift), 0.0
         return SimpleNamespace(flow=flows)
