@@ -13,7 +13,7 @@ from napari_segflow.cli.video import run_eval, run_flow, run_propagate
 from napari_segflow.cli.view import run_view
 from napari_segflow.data.resolution import DEFAULT_LONG_SIDE
 from napari_segflow.device import DEVICE_CHOICES
-from napari_segflow.inference.pair_flow import FLOW_LONG_SIDE, REFINEMENT_ROUNDS
+from napari_segflow.inference.pair_flow import FLOW_LONG_SIDE, POLISH_ROUNDS, REFINEMENT_ROUNDS
 from napari_segflow.inference.session import SESSION_FINETUNE_SECONDS
 from napari_segflow.errors import SegFlowError
 
@@ -109,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     propagate.set_defaults(run=run_propagate)
 
     flow = commands.add_parser("flow", help="the flow branch on one image pair of any size (a .flo file; both ways, "
-                                          "three mirrored passes each, refined on the warped pair)")
+                                          "three mirrored passes each, refined on the warped pair, "
+                                          "polished)")
     flow.add_argument("image1")
     flow.add_argument("image2")
     flow.add_argument("--out", required=True, help="a .flo file")
@@ -120,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     flow.add_argument("--refinements", type=int, default=REFINEMENT_ROUNDS,
                       help="rounds that re-estimate the motion left after warping the second image back by the "
                            f"flow so far (default: {REFINEMENT_ROUNDS}; 0 is fastest)")
+    flow.add_argument("--polish", type=int, default=POLISH_ROUNDS,
+                      help="rounds of variational refinement and median filtering that settle the flow's sub-pixel "
+                           f"detail against the images (default: {POLISH_ROUNDS}; 0 skips them)")
     flow.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     flow.set_defaults(run=run_flow)
 

@@ -202,13 +202,15 @@ def run_flow(args: argparse.Namespace) -> int:
 
     if args.refinements < 0:
         raise SegFlowError(f"--refinements must be 0 or more, got {args.refinements}")
+    if args.polish < 0:
+        raise SegFlowError(f"--polish must be 0 or more, got {args.polish}")
     out = _checked_output_file(args.out, "--out")
     first, second = (to_rgb_uint8(read_image(path), str(path), 0) for path in (args.image1, args.image2))
     check_pair(first, second, (args.image1, args.image2))
     geometry = working_geometry(*first.shape[:2], args.long_side)
     device = choose_device(args.device)
     net = place_model(load_checkpoint(args.weights)[0], device)
-    flow = refined_pair_flow(net, first, second, args.long_side, device, args.refinements)
+    flow = refined_pair_flow(net, first, second, args.long_side, device, args.refinements, args.polish)
     write_flo(flow, out)
     height, width = first.shape[:2]
     magnitude = np.linalg.norm(flow, axis=-1)

@@ -79,20 +79,25 @@ def score_flow(cases: list[FlowPairCase], methods: dict[str, FlowMethod]) -> lis
 
 
 def standard_methods(net, long_side: int, device="cpu") -> dict[str, FlowMethod]:
-    """SegFlow's flow branch (as ``segflow flow`` runs it: both ways, refined on the warped pair; both ways
-    unrefined; one way in three mirrored passes; in one pass) and the peers (OpenCV DIS medium, Farneback, zero
-    flow) at one working size."""
+    """SegFlow's flow branch (as ``segflow flow`` runs it: both ways, refined on the warped pair, polished; the
+    same unpolished; both ways unrefined; one way in three mirrored passes; in one pass) and the peers (OpenCV DIS medium, Farneback, zero
+    flow; DIS polished as ``segflow flow`` is) at one working size."""
     from napari_segflow.inference.pair_flow import (
-        REFINEMENT_ROUNDS, peer_pair_flow, refined_pair_flow, segflow_pair_flow, two_way_pair_flow)
+        POLISH_ROUNDS, REFINEMENT_ROUNDS, peer_pair_flow, polished_flow, refined_pair_flow, segflow_pair_flow,
+        two_way_pair_flow)
 
     return {
-        f"SegFlow (segflow flow: both ways, refined {REFINEMENT_ROUNDS}x on the warped pair, median)": lambda a, b: refined_pair_flow(
-            net, a, b, long_side, device),
+        f"SegFlow (segflow flow: both ways, refined {REFINEMENT_ROUNDS}x on the warped pair, median, "
+        f"polished {POLISH_ROUNDS}x)": lambda a, b: refined_pair_flow(net, a, b, long_side, device),
+        "SegFlow, refined, unpolished": lambda a, b: refined_pair_flow(net, a, b, long_side, device, polish_rounds=0),
         "SegFlow, both ways, unrefined": lambda a, b: two_way_pair_flow(net, a, b, long_side, device),
         "SegFlow, three mirrored passes": lambda a, b: segflow_pair_flow(net, a, b, long_side, device),
         "SegFlow, one pass (as propagation)": lambda a, b: segflow_pair_flow(net, a, b, long_side, device,
                                                                             mirrored=False),
         "OpenCV DIS (medium)": lambda a, b: peer_pair_flow(a, b, "dis", long_side),
+        # what the polish alone is worth: the same rounds from the classical peer's flow
+        f"OpenCV DIS (medium), polished {POLISH_ROUNDS}x as segflow flow is": lambda a, b: polished_flow(
+            a, b, peer_pair_flow(a, b, "dis", long_side)),
         "Farneback": lambda a, b: peer_pair_flow(a, b, "farneback", long_side),
         "zero flow": lambda a, b: peer_pair_flow(a, b, "zero", long_side),
     }

@@ -78,11 +78,15 @@ def test_flow_writes_a_full_resolution_flo(tmp_path, frame_folder, tiny_weights,
     assert main(["flow", str(first), str(second), "--out", str(out), "--weights", tiny_weights,
                  "--refinements", "0"]) == 0
     np.testing.assert_allclose(read_flo(out), refined_pair_flow(net, *images, rounds=0), atol=1e-4)
+    assert main(["flow", str(first), str(second), "--out", str(out), "--weights", tiny_weights,
+                 "--polish", "0"]) == 0
+    np.testing.assert_allclose(read_flo(out), refined_pair_flow(net, *images, polish_rounds=0), atol=1e-4)
     capsys.readouterr()
-    assert main(["flow", str(first), str(second), "--out", str(tmp_path / "n.flo"), "--weights", tiny_weights,
-                 "--refinements", "-1"]) == 2
-    assert "--refinements must be 0 or more" in capsys.readouterr().err
-    assert not (tmp_path / "n.flo").exists()
+    for option in ("--refinements", "--polish"):
+        assert main(["flow", str(first), str(second), "--out", str(tmp_path / "n.flo"), "--weights", tiny_weights,
+                     option, "-1"]) == 2
+        assert f"{option} must be 0 or more" in capsys.readouterr().err
+        assert not (tmp_path / "n.flo").exists()
     Image.new("RGB", (50, 40)).save(tmp_path / "other.png")
     assert main(["flow", str(first), str(tmp_path / "other.png"), "--out", str(tmp_path / "x.flo"),
                  "--weights", tiny_weights]) == 2

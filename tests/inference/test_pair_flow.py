@@ -106,12 +106,12 @@ def test_refinement_finds_the_motion_left_after_warping_beyond_one_estimate_reac
     first = rng.integers(0, 256, (60, 90, 3), dtype=np.uint8)
     second = np.roll(first, 7, axis=1)  # 7 px right, beyond the estimator's reach of 4
     centre = (slice(None), slice(12, 60))
-    unrefined = refined_pair_flow(ReachFlow(4), first, second, rounds=0)
+    unrefined = refined_pair_flow(ReachFlow(4), first, second, rounds=0, polish_rounds=0)
     np.testing.assert_allclose(unrefined[centre][..., 0], 4.0, atol=1e-4)
-    once = refined_pair_flow(ReachFlow(4), first, second, rounds=1)
+    once = refined_pair_flow(ReachFlow(4), first, second, rounds=1, polish_rounds=0)
     np.testing.assert_allclose(once[centre][..., 0], 7.0, atol=1e-4)  # 4, then the 3 left
     np.testing.assert_allclose(once[..., 1], 0.0, atol=1e-6)
-    np.testing.assert_allclose(refined_pair_flow(ReachFlow(4), first, second, rounds=2)[centre], once[centre],
+    np.testing.assert_allclose(refined_pair_flow(ReachFlow(4), first, second, rounds=2, polish_rounds=0)[centre], once[centre],
                                atol=1e-4)  # nothing left to find
 
 
@@ -146,13 +146,13 @@ def test_refinement_keeps_the_flow_before_it_where_the_round_matches_the_images_
     first = rng.integers(0, 256, (60, 90, 3), dtype=np.uint8)
     second = np.roll(first, 3, axis=1)
     centre = (slice(12, 48), slice(12, 70))
-    before = refined_pair_flow(RestlessFlow(), first, second, rounds=0)
+    before = refined_pair_flow(RestlessFlow(), first, second, rounds=0, polish_rounds=0)
     np.testing.assert_allclose(before[centre], np.broadcast_to([3.0, 0.0], before[centre].shape), atol=1e-4)
     # the round's residual on the warped pair is motion that is not there ...
     residual = two_way_pair_flow(RestlessFlow(), first, sample_at_flow(second, before))
     assert np.abs(residual[centre]).mean() > 1.0
     # ... and the images reject it: the flow before the round stays
-    after = refined_pair_flow(RestlessFlow(), first, second, rounds=1)
+    after = refined_pair_flow(RestlessFlow(), first, second, rounds=1, polish_rounds=0)
     np.testing.assert_allclose(after[centre], before[centre], atol=1e-4)
 
 
@@ -178,6 +178,62 @@ def test_refined_flow_loses_an_isolated_outlier_to_the_median():
             return SimpleNamespace(flow=flows)
 
     first, second = _pair()
-    flow = refined_pair_flow(OutlierFlow(0.0), first, second, rounds=0)
+    flow = refined_pair_flow(OutlierFlow(0.0), first, second, rounds=0, polish_rounds=0)
     np.testing.assert_allclose(flow[20:50, 20:80, 0], 2.0, atol=1e-4)
     np.testing.assert_allclose(flow[20:50, 20:80, 1], 0.0, atol=1e-4)
+
+
+def _smooth_texture(seed: int, shape=(64, 96)) -> np.ndarray:
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    noise = rng.integers(0, 256, (*shape, 3)).astype(np.float32)
+    return np.clip(cv2.GaussianBlur(noise, (0, 0), 2.0) * 3 - 256, 0, 255).astype(np.uint8)
+
+
+def _shifted(image: np.ndarray, dx: float) -> np.ndarray:
+    import cv2
+
+    return cv2.warpAffine(image, np.float32([[1, 0, dx], [0, 1, 0]]), image.shape[1::-1], flags=cv2.INTER_CUBIC,
+                          borderMode=cv2.BORDER_REFLECT)
+
+
+def test_polish_settles_the_sub_pixel_motion_whole_pixel_estimates_miss():
+    from napari_segflow.inference.pair_flow import polished_flow
+
+    first = _smooth_texture(4)
+    second = _shifted(first, 1.4)  # second(x) = first(x - 1.4): the flow is 1.4 px along x
+    start = np.zeros((*first.shape[:2], 2), np.float32)
+    start[..., 0] = 1.0  # a whole-pixel estimate, as the branch's upsampled flow is coarse
+    untouched = start.copy()
+    polished = polished_flow(first, second, start, rounds=8)
+    centre = (slice(12, 52), slice(12, 84))
+    assert np.abs(polished[centre][..., 0] - 1.4).mean() < 0.1 < np.abs(start[centre][..., 0] - 1.4).mean()
+    assert np.abs(polished[centre][..., 1]).mean() < 0.1
+    np.testing.assert_array_equal(start, untouched)  # OpenCV refines in place; the caller's flow is kept
+    np.testing.assert_array_equal(polished_flow(first, second, start, rounds=0), start)
+
+
+def test_refined_flow_is_polished_as_asked():
+    from napari_segflow.inference.pair_flow import polished_flow, refined_pair_flow
+
+    first = _smooth_texture(5)
+    second = _shifted(first, 2.4)
+    unpolished = refined_pair_flow(ShiftFlow(0.0), first, second, rounds=0, polish_rounds=0)
+    polished = refined_pair_flow(ShiftFlow(0.0), first, second, rounds=0, polish_rounds=3)
+    np.testing.assert_allclose(polished, polished_flow(first, second, unpolished, rounds=3), atol=1e-5)
+    centre = (slice(12, 52), slice(12, 84))
+    assert np.abs(polished[centre][..., 0] - 2.4).mean() < np.abs(unpolished[centre][..., 0] - 2.4).mean()
+
+
+def test_a_pair_larger_than_the_working_size_is_polished_there_and_scaled_back():
+    from napari_segflow.inference.pair_flow import refined_pair_flow
+
+    first = _smooth_texture(6, (128, 192))
+    second = _shifted(first, 1.6)  # 0.8 px at the working size, half the images' own
+    unpolished = refined_pair_flow(ShiftFlow(0.0), first, second, long_side=96, rounds=0, polish_rounds=0)
+    polished = refined_pair_flow(ShiftFlow(0.0), first, second, long_side=96, rounds=0, polish_rounds=8)
+    assert polished.shape == (128, 192, 2) and polished.dtype == np.float32
+    centre = (slice(24, 104), slice(24, 168))
+    assert np.abs(polished[centre][..., 0] - 1.6).mean() < 0.15 < np.abs(unpolished[centre][..., 0] - 1.6).mean()
+    assert np.abs(polished[centre][..., 1]).mean() < 0.15
