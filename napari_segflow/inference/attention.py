@@ -11,20 +11,22 @@ Chosen on the validation sequences and ten training sequences (README, "Where to
 frame's error (1 - J), the unsure share alone, the frames carried alone and the earlier score (the mean of the
 unsure share and the mask's disagreement with the previous frame's mask carried by the flow) each ranked worse.
 
-Which frames to suggest repainting (``frames_worth_a_look``) weighs the score by what a correction there would
-add: right after a user's frame a correction teaches the session little that the user's frame did not.
+Which frames to suggest repainting (``frames_worth_a_look``) reads the score as a model of the error: each frame's
+doubt (its score over the frames it was carried, plus one) times the frames it was carried. A correction at a
+frame carries every frame nearer it than any user frame from there instead, so it takes off each such frame's
+doubt times the frames by which its carry shortens; the suggestion is the frame where that sum is largest. The
+last frame, carried furthest, is worst now, but a correction there shortens the carry of the second half only;
+one nearer the middle shortens more (held-out rounds with the frame of the highest damped score, README).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 import torch
 
 UNCERTAIN_BAND = (0.2, 0.8)
-#: a frame's score counts in full this share of the video away from every user frame (and every frame suggested
-#: before it), and in proportion to the distance nearer (chosen on the validation sequences; README)
-SUGGESTION_REACH = 0.2
 
 
 def attention_score(probabilities: torch.Tensor, frames_carried: int) -> float:
@@ -41,24 +43,54 @@ def attention_score(probabilities: torch.Tensor, frames_carried: int) -> float:
 
 def frames_worth_a_look(attention: dict[int, float], user_frames: Iterable[int], count: int,
                         limit: int = 5) -> list[int]:
-    """Up to ``limit`` frames of a ``count``-frame video to repaint next, best first: each scored frame's
-    ``attention`` (frame -> score) times min(1, distance to the nearest user frame / reach), where reach is
-    ``SUGGESTION_REACH`` of the video. Each suggestion counts as a user frame for the next, so the list spreads
-    over the video; user frames and frames without a score (not reached yet) are never suggested."""
-    anchors = set(user_frames)
-    reach = max(1.0, SUGGESTION_REACH * count)
-
-    def worth(t: int) -> tuple[float, int]:
-        nearest = min((abs(t - a) for a in anchors), default=reach)
-        return attention[t] * min(1.0, nearest / reach), -t  # ties: the earlier frame
-
+    """Up to ``limit`` frames of a ``count``-frame video to repaint next, best first: the scored frame whose
+    correction would take the most modelled error off the video (``correction_gains``). Each suggestion counts as
+    a user frame for the next, so the list spreads over the video; user frames and frames without a score (not
+    reached yet) are never suggested."""
+    users = sorted(set(user_frames))
+    anchors = set(users)
     suggested: list[int] = []
-    candidates = sorted(attention)
     while len(suggested) < limit:
-        free = [t for t in candidates if t not in anchors]
+        free = [t for t in sorted(attention) if t not in anchors]
         if not free:
             break
-        best = max(free, key=worth)
+        if anchors:
+            gains = correction_gains(attention, users, anchors, count)
+            best = max(free, key=lambda t: (gains[t], -t))  # ties: the earlier frame
+        else:  # nothing to carry from: the score alone
+            best = max(free, key=lambda t: (attention[t], -t))
         suggested.append(best)
         anchors.add(best)
     return suggested
+
+
+def correction_gains(attention: dict[int, float], user_frames: Iterable[int], anchors: Iterable[int],
+                     count: int) -> np.ndarray:
+    """(count,) float64: for each frame c, the modelled error a correction at c would take off the video: the sum
+    over scored frames f of doubt(f) * max(0, carried(f) - |f - c|), where doubt(f) is the score over the frames
+    from the nearest of ``user_frames`` plus one (as the score was made) and carried(f) the frames to the nearest
+    of ``anchors`` (the user frames and any frames already suggested). O(frames): the sum of these tents is
+    built from their second differences."""
+    frames = np.array(sorted(attention), dtype=np.int64)
+    scores = np.array([attention[t] for t in frames], dtype=np.float64)
+    users = np.array(sorted(set(user_frames)), dtype=np.int64)
+    anchors = np.array(sorted(set(anchors)), dtype=np.int64)
+    if frames.size == 0 or anchors.size == 0:
+        return np.zeros(count)
+    from_user = _distance_to_nearest(frames, users) if users.size else np.zeros_like(frames)
+    carried = _distance_to_nearest(frames, anchors)
+    doubt = scores / (from_user + 1)
+    # a tent of slope doubt, zero at f -/+ carried, peaking at f: second differences +doubt, -2 doubt, +doubt
+    pad = int(carried.max()) + 1
+    second = np.zeros(count + 2 * pad + 2)
+    np.add.at(second, frames - carried + pad, doubt)
+    np.add.at(second, frames + pad, -2 * doubt)
+    np.add.at(second, frames + carried + pad, doubt)
+    return np.cumsum(np.cumsum(second))[pad - 1 : pad - 1 + count]
+
+
+def _distance_to_nearest(frames: np.ndarray, anchors: np.ndarray) -> np.ndarray:
+    """For each frame, the distance to the nearest anchor (both sorted int arrays, anchors not empty)."""
+    right = np.clip(np.searchsorted(anchors, frames), 0, anchors.size - 1)
+    left = np.clip(right - 1, 0, anchors.size - 1)
+    return np.minimum(np.abs(frames - anchors[left]), np.abs(frames - anchors[right]))

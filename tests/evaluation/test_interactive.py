@@ -31,8 +31,9 @@ def test_even_choice_halves_the_longest_stretch_without_a_user_frame():
 def test_attention_and_oracle_choose_among_frames_not_yet_annotated():
     attention = {0: 0.9, 1: 0.1, 2: 0.7, 3: 0.2}
     assert choose_frame("attention", {0}, 4, attention=attention) == 2
-    # on a longer video the session's suggestion: not the frame next to the user's, however high its score
-    assert choose_frame("attention", {0}, 20, attention={1: 0.9, 10: 0.5}) == 10
+    # on a longer video the session's suggestion: the frame whose correction takes off the most doubt, not the
+    # highest score (frame 1's doubt is 0.7 / 2 over one frame carried, frame 10's 0.5 / 11 over ten)
+    assert choose_frame("attention", {0}, 20, attention={1: 0.7, 10: 0.5}) == 10
     truths = np.ones((4, 5, 5), np.uint8)
     labels = truths.copy()
     labels[3, :4] = 0  # J 0.2
