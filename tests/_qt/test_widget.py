@@ -158,7 +158,10 @@ def test_the_attention_timeline_fills_during_a_run_and_a_click_goes_to_the_frame
     assert timeline.count == 5 and set(timeline.scores) == {0, 1, 2, 3, 4} and timeline.scores[0] == 0.0
     assert all(v >= 0 for v in timeline.scores.values())
     listed = [widget.worth_a_look.item(i).data(Qt.UserRole) for i in range(widget.worth_a_look.count())]
-    assert listed == sorted([1, 2, 3, 4], key=lambda t: -timeline.scores[t])  # worst first, not the user's frame
+    from napari_segflow.inference.attention import frames_worth_a_look
+
+    # the session's suggestions, best first: every frame but the user's, in the order the rule names them
+    assert sorted(listed) == [1, 2, 3, 4] and listed == frames_worth_a_look(timeline.scores, [0], 5)
     qtbot.mouseClick(timeline, Qt.LeftButton, pos=QPoint(int(timeline.x_of(3)), timeline.height() // 2))
     assert widget.viewer.dims.current_step[0] == 3 and timeline.current == 3
 
