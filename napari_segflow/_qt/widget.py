@@ -113,9 +113,8 @@ class SegFlowWidget(QWidget):
         self.user_frames.itemClicked.connect(self._go_to_frame)
         self.timeline = AttentionTimeline()
         self.timeline.frame_clicked.connect(lambda frame: self.viewer.dims.set_current_step(0, frame))
-        self.worth_a_look = QListWidget(toolTip="Frames to repaint next, best first: the network is unsure of the "
-                                                "object there, far from your own frames. "
-                                                "Click one to go there.")
+        self.worth_a_look = QListWidget(toolTip="Frames to repaint next, best first: a correction there takes the "
+                                                "most doubt off the video. Click one to go there.")
         self.worth_a_look.setMaximumHeight(110)
         self.worth_a_look.itemClicked.connect(self._go_to_frame)
 

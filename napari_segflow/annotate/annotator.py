@@ -335,7 +335,7 @@ class Annotator:
 
     def worth_a_look(self, count: int = 5) -> list[int]:
         """The frames most worth repainting next, best first (inference/attention.py's ``frames_worth_a_look``:
-        attention scores, damped near the user's frames and near each other); none before a run."""
+        where a correction would take the most doubt off the video); none before a run."""
         if self.session is None or not self.attention:
             return []
         return frames_worth_a_look(self.attention, self.user_frames(), len(self.session), count)

@@ -49,9 +49,10 @@ def frames_worth_a_look(attention: dict[int, float], user_frames: Iterable[int],
     reached yet) are never suggested."""
     users = sorted(set(user_frames))
     anchors = set(users)
+    scored = sorted(attention)
     suggested: list[int] = []
     while len(suggested) < limit:
-        free = [t for t in sorted(attention) if t not in anchors]
+        free = [t for t in scored if t not in anchors]
         if not free:
             break
         if anchors:

@@ -158,10 +158,19 @@ def _polished_at_working_size(first: np.ndarray, second: np.ndarray, flow: np.nd
     h, w = working_geometry(height, width, long_side).scaled
     if rounds == 0 or (h, w) == (height, width):
         return polished_flow(first, second, flow, rounds)
-    small = [cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA) for image in (first, second)]
     to_small, to_full = np.array([w / width, h / height], np.float32), np.array([width / w, height / h], np.float32)
-    polished = polished_flow(*small, cv2.resize(flow, (w, h), interpolation=cv2.INTER_AREA) * to_small, rounds)
+    polished = polished_flow(*_resized((first, second), (h, w)),
+                             cv2.resize(flow, (w, h), interpolation=cv2.INTER_AREA) * to_small, rounds)
     return resize_flow(polished * to_full, (height, width))
+
+
+def _resized(images, size: tuple[int, int]) -> list[np.ndarray]:
+    """Each (H, W, C) image area-averaged to ``size`` (height, width); one already that size as it is."""
+    import cv2
+
+    h, w = size
+    return [image if image.shape[:2] == (h, w) else cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+            for image in images]
 
 
 def median_filtered(flow: np.ndarray) -> np.ndarray:
@@ -178,11 +187,11 @@ def polished_flow(first: np.ndarray, second: np.ndarray, flow: np.ndarray, round
 
     grey = [cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY) for image in (first, second)]
     flow = np.array(flow, np.float32)  # a copy: OpenCV refines in place
+    variational = cv2.VariationalRefinement_create()
+    variational.setFixedPointIterations(VARIATIONAL_ITERATIONS)
+    variational.setSorIterations(VARIATIONAL_ITERATIONS)
+    variational.setAlpha(VARIATIONAL_SMOOTHNESS)
     for _ in range(rounds):
-        variational = cv2.VariationalRefinement_create()
-        variational.setFixedPointIterations(VARIATIONAL_ITERATIONS)
-        variational.setSorIterations(VARIATIONAL_ITERATIONS)
-        variational.setAlpha(VARIATIONAL_SMOOTHNESS)
         flow = median_filtered(variational.calc(grey[0], grey[1], flow))
     return flow
 
@@ -214,8 +223,6 @@ def sample_at_flow(values: np.ndarray, flow: np.ndarray) -> np.ndarray:
 
 def peer_pair_flow(first: np.ndarray, second: np.ndarray, method: str, long_side: int = FLOW_LONG_SIDE) -> np.ndarray:
     """The same for a classical peer (``dis``, ``farneback``; ``zero``), at the same working size."""
-    import cv2
-
     from napari_segflow.data.resolution import resize_flow
     from napari_segflow.evaluation.baselines import optical_flow
 
@@ -225,8 +232,7 @@ def peer_pair_flow(first: np.ndarray, second: np.ndarray, method: str, long_side
         return np.zeros((height, width, 2), np.float32)
     geometry = working_geometry(height, width, long_side)
     h, w = geometry.scaled
-    small = [cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) if (h, w) != (height, width) else f
-             for f in (first, second)]
+    small = _resized((first, second), (h, w))
     flow = optical_flow(small[0], small[1], method)
     flow = flow * np.array([width / w, height / h], np.float32)
     return resize_flow(flow, (height, width))
