@@ -15,6 +15,7 @@ from napari_segflow.data.resolution import DEFAULT_LONG_SIDE
 from napari_segflow.device import DEVICE_CHOICES
 from napari_segflow.inference.pair_flow import FLOW_LONG_SIDE, POLISH_ROUNDS, REFINEMENT_ROUNDS
 from napari_segflow.inference.session import SESSION_FINETUNE_SECONDS
+from napari_segflow.training.online import FinetuneConfig
 from napari_segflow.errors import SegFlowError
 
 
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--methods", nargs="+", action="extend",
                        help="subset of full -ref -ol -flo -fda dis farneback for --part accuracy; the ablations "
                             "start with '-', so name them as --methods=-ref (repeatable)")
-    bench.add_argument("--finetune-steps", type=int, default=150)
+    bench.add_argument("--finetune-steps", type=int, default=FinetuneConfig.steps)
     bench.add_argument("--finetune-seconds", type=float, default=60.0)
     bench.add_argument("--finetune-seed", type=int, default=0,
                        help="--part accuracy: the fine-tune's seed (its spread between seeds is a few points)")
@@ -141,7 +142,8 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="auto: cuda, then mps, then cpu")
     parser.add_argument("--long-side", type=int, default=DEFAULT_LONG_SIDE,
                         help=f"working resolution long side (default: {DEFAULT_LONG_SIDE})")
-    parser.add_argument("--finetune-steps", type=int, default=150, help="fine-tune steps (default: 150)")
+    parser.add_argument("--finetune-steps", type=int, default=FinetuneConfig.steps,
+                        help=f"fine-tune steps (default: {FinetuneConfig.steps})")
     parser.add_argument("--finetune-seconds", type=float, default=SESSION_FINETUNE_SECONDS,
                         help=f"fine-tune time budget (default: {SESSION_FINETUNE_SECONDS:g})")
     parser.add_argument("--bidirectional", action="store_true", help="add the backward memory sweep")

@@ -45,7 +45,9 @@ from napari_segflow.data.io import (
     write_text,
 )
 from napari_segflow.data.resolution import DEFAULT_LONG_SIDE, WorkingResolution, resize_flow, resize_map
-from napari_segflow.device import choose_device, is_out_of_memory, out_of_memory_error, place_model
+from napari_segflow.device import (
+    choose_device, is_out_of_memory, out_of_memory_error, place_for_training, place_model,
+)
 from napari_segflow.errors import SegFlowError
 from napari_segflow.inference.journal import Entry, Journal
 from napari_segflow.inference.propagation import FrameResult, correction_orders, frame_order, propagate
@@ -70,6 +72,10 @@ class SessionSettings:
     finetune: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(time_budget=SESSION_FINETUNE_SECONDS))
     correction_steps: int = 50
     correction_time_budget: float | None = 20.0
+    # corrections keep the batch and rate their step count and budget were measured with (the interactive bench);
+    # the first fine-tune's smaller, faster steps were chosen on first-frame fine-tunes only
+    correction_batch_size: int = 2
+    correction_learning_rate: float = 5e-4
     bidirectional: bool = False
     refine_edges: bool = True
     keep_flow: bool = True
@@ -95,7 +101,8 @@ class SessionSettings:
     def correction_finetune(self) -> FinetuneConfig:
         return replace(
             self.finetune, long_side=self.long_side, steps=self.correction_steps,
-            time_budget=self.correction_time_budget,
+            time_budget=self.correction_time_budget, batch_size=self.correction_batch_size,
+            learning_rate=self.correction_learning_rate,
         )
 
 
@@ -332,7 +339,7 @@ class VideoSession:
         warm = self.net is not None and self.net.config.num_classes == self.objects.num_objects + 1
         net = copy.deepcopy(self.net if warm else self.base)
         config = self.settings.correction_finetune() if warm else self.settings.first_finetune()
-        place_model(net, self.device)
+        place_for_training(net, self.device, config.batch_size)
         try:
             yield from finetune(net, self.frames, self.annotations, self.objects, config, self.device)
         except RuntimeError as error:

@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ from PIL import Image
 from napari_segflow.data.io import read_label_image
 from napari_segflow.errors import SegFlowError
 from napari_segflow.inference.propagation import FrameResult
+import napari_segflow.inference.session as session_module
 from napari_segflow.inference.session import SessionSettings, VideoSession
 from napari_segflow.model.segflow import SegFlowNet
 from napari_segflow.training.online import FinetuneConfig, FinetuneStep
@@ -299,8 +301,6 @@ def test_a_full_disk_stops_the_run_with_a_clear_message_and_keeps_what_was_writt
 ):
     import errno
 
-    import napari_segflow.inference.session as session_module
-
     frames, masks = video
     session = VideoSession(frames, tmp_path / "s", weights=base, settings=settings)
     session.add_annotation(0, _first_mask(masks))
@@ -339,3 +339,24 @@ def test_a_session_saved_before_the_mask_prior_opens_with_the_default_fine_tune(
     reopened = VideoSession.open(tmp_path / "s", video=frames, weights=base)
     assert reopened.settings.finetune.prior_deformation == FinetuneConfig().prior_deformation
     assert reopened.settings.finetune.prior_deformation.drop_share == 1.0 and reopened.settings.keep_confidence
+
+
+def test_corrections_fine_tune_with_their_own_batch_and_rate(tmp_path, video, settings, base, monkeypatch):
+    frames, masks = video
+    used = []
+    original = session_module.finetune
+
+    def recording(net, frames, annotations, objects, config, device):
+        used.append(config)
+        return original(net, frames, annotations, objects, config, device)
+
+    monkeypatch.setattr(session_module, "finetune", recording)
+    settings = replace(settings, correction_batch_size=3, correction_learning_rate=1e-4)
+    session = VideoSession(frames, tmp_path / "s", weights=base, settings=settings)
+    session.add_annotation(0, _first_mask(masks))
+    list(session.run())
+    session.add_annotation(3, _first_mask(masks))
+    list(session.run())
+    first, correction = used
+    assert (first.batch_size, first.learning_rate) == (FinetuneConfig().batch_size, FinetuneConfig().learning_rate)
+    assert (correction.batch_size, correction.learning_rate, correction.steps) == (3, 1e-4, settings.correction_steps)
