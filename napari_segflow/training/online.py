@@ -41,7 +41,7 @@ SCOPE_UPDATE = "finetune: optimizer"
 class FinetuneConfig:
     # many small steps rather than fewer large ones: on the validation sequences (three fine-tune seeds) batches of
     # one at 1e-3 for 50 s (about 370 steps on two cores) gave J&F 0.735, batches of two at 5e-4 0.642 at 150 steps
-    # and 0.688 filling the 50 s; the step cap bounds the work where steps are fast (a GPU)
+    # and 0.687 filling the 50 s; the step cap bounds the work where steps are fast (a GPU)
     steps: int = 400
     time_budget: float | None = 60.0  # seconds; None: no limit
     learning_rate: float = 1e-3
