@@ -146,6 +146,10 @@ def test_shipped_stage_configs_load_and_chain():
     boxes = load_train_config(configs / "small_seg_box_priors.yaml")
     assert boxes.init_from == f"{stages[4].output}/final.pt" and boxes.keep_frozen == ("appearance_encoder.",)
     assert boxes.prior_boxes > 0 and boxes.distractors == stages[4].distractors
+    # the measured unfrozen encoder: stage 5's windows, nothing kept frozen in its seg phase
+    encoder = load_train_config(configs / "small_seg_encoder.yaml")
+    assert encoder.init_from == f"{stages[4].output}/final.pt" and encoder.keep_frozen == ()
+    assert encoder.distractors == stages[4].distractors and encoder.lr_seg < stages[4].lr_seg
     # the measured re-adaptation keeps the features the seg -> flow bridges read as stage 4's flow branch knew them
     readapt = load_train_config(configs / "small_seg_readapt.yaml")
     assert readapt.init_from == f"{stages[3].output}/final.pt" and readapt.keep_frozen == ("appearance_encoder.",)
