@@ -45,8 +45,9 @@ def place_model(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
 
 
 def place_for_training(net: torch.nn.Module, device: torch.device, batch_size: int) -> torch.nn.Module:
-    """``place_model`` for training with batches of ``batch_size``, except where torch 2.13's CPU convolution
-    backward crashes the process (a segfault) on channels-last weights: batches of 3 and 5 (1, 2 and 4 run)."""
+    """``place_model`` for training with batches of ``batch_size``, except odd batches above one on the CPU: there
+    torch 2.13's convolution backward on channels-last weights crashed the process (a segfault) with batches of 3
+    and 5, while 1, 2 and 4 ran, so those train in contiguous memory."""
     if torch.device(device).type == "cpu" and batch_size > 1 and batch_size % 2 == 1:
         return net.to(device).to(memory_format=torch.contiguous_format)
     return place_model(net, device)
