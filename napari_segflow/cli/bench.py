@@ -200,7 +200,8 @@ def _bench_box(args: argparse.Namespace) -> int:
     sequences = find_sequences(args.davis_root, names=args.sequences or list(HELD_OUT))
 
     def report(result):
-        print(f"  {result.case}: IoU {', '.join(f'{v:.3f}' for v in result.iou)} (filled box {result.filled_box_iou:.3f}),"
+        print(f"  {result.case}: IoU {', '.join(f'{v:.3f}' for v in result.iou)} (filled box {result.filled_box_iou:.3f},"
+              f" GrabCut {', '.join(f'{v:.3f}' for v in result.grabcut_iou)}),"
               f" run J {result.run_j:.3f} F {result.run_f:.3f}", file=sys.stderr)
 
     print(f"first masks from a box on {len(sequences)} sequence(s) ...", file=sys.stderr)

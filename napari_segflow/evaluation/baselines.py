@@ -14,7 +14,7 @@ from napari_segflow.errors import SegFlowError
 METHODS = ("dis", "farneback")
 
 
-def _cv2():
+def opencv():
     try:
         import cv2
     except ImportError as error:
@@ -24,7 +24,7 @@ def _cv2():
 
 def optical_flow(first: np.ndarray, second: np.ndarray, method: str = "dis") -> np.ndarray:
     """(H, W, 2) flow first -> second of two (H, W, 3) uint8 frames."""
-    cv2 = _cv2()
+    cv2 = opencv()
     a = cv2.cvtColor(first, cv2.COLOR_RGB2GRAY)
     b = cv2.cvtColor(second, cv2.COLOR_RGB2GRAY)
     if method == "dis":
@@ -36,7 +36,7 @@ def optical_flow(first: np.ndarray, second: np.ndarray, method: str = "dis") -> 
 
 def warp_labels(labels: np.ndarray, backward_flow: np.ndarray) -> np.ndarray:
     """labels of frame t-1 carried to frame t by the flow t -> t-1."""
-    cv2 = _cv2()
+    cv2 = opencv()
     height, width = labels.shape
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
     map_x = xs + backward_flow[..., 0]
@@ -50,7 +50,7 @@ def propagate_by_flow(
     """Yield (index, labels) along ``order``, starting with ``first_labels`` at ``order[0]``. With
     ``working_size`` (height, width) the flow is estimated and the labels carried at that size, and each
     frame's labels are brought back to the frames' size (as SegFlow works at its working resolution)."""
-    cv2 = _cv2()
+    cv2 = opencv()
     labels = np.asarray(first_labels, np.uint8)
     full_size = labels.shape
 

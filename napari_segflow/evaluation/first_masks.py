@@ -1,9 +1,10 @@
 """The first-mask benchmark behind ``segflow bench --part box``: masks made from a box (and a stroke or two)
-against the true first-frame masks, and whole runs started from them.
+against the true first-frame masks, and whole runs started from them, beside OpenCV's GrabCut from the same box.
 
 The box is the true mask's bounding box, as a careful user would draw it. A simulated user then adds strokes one
-at a time where the mask is most wrong: along the largest wrong's skeleton (a scribble along it, as the DAVIS interactive track simulates), on the object if the mask
-missed it there, on the background if the mask spilled there.
+at a time where the mask is most wrong: along the largest wrong region's skeleton (a scribble along it, as the DAVIS
+interactive track simulates), on the object if the mask missed it there, on the background if the mask spilled
+there. The peer gets its strokes the same way, where its own mask is most wrong.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.morphology import skeletonize
 
+from napari_segflow.evaluation.grabcut import grabcut_mask
 from napari_segflow.evaluation.metrics import region_similarity, score_sequence
 from napari_segflow.inference.first_mask import Box, first_mask, neighbour_index
 from napari_segflow.inference.propagation import FrameResult
@@ -44,6 +46,7 @@ def simulated_stroke(prediction: np.ndarray, truth: np.ndarray) -> tuple[np.ndar
 class FirstMaskResult:
     case: str
     iou: list[float] = field(default_factory=list)  # after 0, 1, 2... strokes
+    grabcut_iou: list[float] = field(default_factory=list)  # the peer's, after as many strokes
     filled_box_iou: float = float("nan")
     seconds: float = float("nan")  # to make the box-only mask
     run_j: float = float("nan")
@@ -72,6 +75,23 @@ def first_mask_ious(frame: np.ndarray, truth: np.ndarray, net, strokes: int = 2,
     return ious, box_only, seconds
 
 
+def grabcut_ious(frame: np.ndarray, truth: np.ndarray, strokes: int = 2) -> list[float]:
+    """IoU of OpenCV GrabCut's mask from the box and after each simulated stroke on its own mask."""
+    truth = truth > 0
+    box = bounding_box(truth)
+    mask = grabcut_mask(frame, box)
+    ious = [region_similarity(mask, truth)]
+    foreground = np.zeros(truth.shape, bool)
+    background = np.zeros(truth.shape, bool)
+    for _ in range(strokes):
+        on_object, on_background = simulated_stroke(mask, truth)
+        foreground |= on_object
+        background |= on_background
+        mask = grabcut_mask(frame, box, foreground, background, previous=mask)
+        ious.append(region_similarity(mask, truth))
+    return ious
+
+
 def benchmark_first_masks(sequences, net, weights, settings: SessionSettings | None, strokes: int = 2,
                           progress=None) -> list[FirstMaskResult]:
     """Per sequence: the first frame's box-made mask (IoU after 0..``strokes`` strokes) and, with ``settings``,
@@ -86,7 +106,8 @@ def benchmark_first_masks(sequences, net, weights, settings: SessionSettings | N
         filled = np.zeros(truth.shape, bool)
         box = bounding_box(truth)
         filled[int(box.y0):int(box.y1), int(box.x0):int(box.x1)] = True
-        result = FirstMaskResult(sequence.name, ious, region_similarity(filled, truth), seconds)
+        result = FirstMaskResult(sequence.name, ious, grabcut_ious(frame, truth, strokes),
+                                 region_similarity(filled, truth), seconds)
         if settings is not None:
             truths = sequence.object_masks()
             with VideoSession(sequence.frames, weights=weights, settings=settings) as session:
@@ -103,14 +124,20 @@ def benchmark_first_masks(sequences, net, weights, settings: SessionSettings | N
 
 def first_mask_table(results: list[FirstMaskResult]) -> str:
     strokes = len(results[0].iou) - 1
-    head = " | ".join(["box"] + [f"box + {k} stroke{'s' if k > 1 else ''}" for k in range(1, strokes + 1)])
-    lines = [f"| sequence | filled box IoU | IoU: {head} | seconds (box) | run from the box-made mask: J | F | J&F |",
-             "|---|---:|" + "---:|" * (strokes + 1) + "---:|---:|---:|---:|"]
-    rows = [(r.case, r.filled_box_iou, r.iou, r.seconds, r.run_j, r.run_f) for r in results]
+    steps = ["box"] + [f"box + {k} stroke{'s' if k > 1 else ''}" for k in range(1, strokes + 1)]
+    lines = [f"| sequence | filled box IoU | IoU: {' | '.join(steps)} | GrabCut (OpenCV): {' | '.join(steps)} | "
+             "seconds (box) | run from the box-made mask: J | F | J&F |",
+             "|---|---:|" + "---:|" * 2 * (strokes + 1) + "---:|---:|---:|---:|"]
+    rows = [(r.case, r.filled_box_iou, r.iou, r.grabcut_iou, r.seconds, r.run_j, r.run_f) for r in results]
     rows.append(("mean", float(np.mean([r.filled_box_iou for r in results])),
-                 list(np.mean([r.iou for r in results], axis=0)), float(np.mean([r.seconds for r in results])),
+                 list(np.mean([r.iou for r in results], axis=0)),
+                 list(np.mean([r.grabcut_iou for r in results], axis=0)),
+                 float(np.mean([r.seconds for r in results])),
                  float(np.mean([r.run_j for r in results])), float(np.mean([r.run_f for r in results]))))
-    for case, filled, ious, seconds, j, f in rows:
-        lines.append(f"| {case} | {filled:.3f} | " + " | ".join(f"{v:.3f}" for v in ious)
+    for case, filled, ious, peer, seconds, j, f in rows:
+        lines.append(f"| {case} | {filled:.3f} | " + " | ".join(f"{v:.3f}" for v in ious + peer)
                      + f" | {seconds:.1f} | {j:.3f} | {f:.3f} | {(j + f) / 2:.3f} |")
+    mean_ours, mean_peer = rows[-1][2], rows[-1][3]
+    lines.append("\nSegFlow box tool / GrabCut: IoU " + ", ".join(
+        f"{a / b:.2f}x ({step})" for a, b, step in zip(mean_ours, mean_peer, steps) if b > 0))
     return "\n".join(lines)

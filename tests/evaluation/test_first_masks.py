@@ -28,9 +28,11 @@ def test_first_masks_are_scored_per_stroke_and_runs_start_from_them(davis_folder
     assert [r.case for r in results] == ["alpha", "beta"]
     for result in results:
         assert len(result.iou) == 3 and all(0 <= v <= 1 for v in result.iou)
+        assert len(result.grabcut_iou) == 3 and all(0 <= v <= 1 for v in result.grabcut_iou)
         assert 0 < result.filled_box_iou <= 1 and result.seconds > 0
         assert 0 <= result.run_j <= 1 and 0 <= result.run_f <= 1
         # strokes on the wrong regions never leave the mask worse than the box alone by much
         assert result.iou[-1] >= result.iou[0] - 0.05
     table = first_mask_table(results)
     assert "| alpha |" in table and "| mean |" in table and "box + 2 strokes" in table
+    assert "GrabCut (OpenCV): box" in table and "SegFlow box tool / GrabCut: IoU" in table
