@@ -189,7 +189,7 @@ def benchmark_long_video(base_frames, first_mask: np.ndarray, weights, settings:
                          count: int = 2000, size: tuple[int, int] = (480, 854), peer_frames: int = 200,
                          progress=None) -> LongVideoReport:
     """Propagate a ``count``-frame video at ``size`` through a session (short fine-tune first), and time DIS
-    warping on its first ``peer_frames`` frames, at the frames' size and at the session's working size (masks
+    warping on its first ``peer_frames`` frames (all of them in a shorter video), at the frames' size and at the session's working size (masks
     brought back to the frames' size, as the session's are); peak RSS of the process after both, and the session folder's
     bytes per frame (all of it, and its flow files alone)."""
     from PIL import Image
@@ -211,12 +211,12 @@ def benchmark_long_video(base_frames, first_mask: np.ndarray, weights, settings:
         working = session.geometry.scaled
         session_bytes = _folder_bytes(session.folder) / max(done, 1)
         flow_bytes = _folder_bytes(session.folder / "results" / "flow") / max(done, 1)
-    order = list(range(peer_frames))
+    order = list(range(min(peer_frames, count)))
     peer_rates = []
     for working_size in (None, working):
         started = time.perf_counter()
         for _ in propagate_by_flow(video, mask, order, "dis", working_size):
             pass
-        peer_rates.append(peer_frames / (time.perf_counter() - started))
+        peer_rates.append(len(order) / (time.perf_counter() - started))
     return LongVideoReport(count, size, working, done / seconds, *peer_rates, peak_rss_megabytes(), baseline,
                            session_bytes, flow_bytes)
