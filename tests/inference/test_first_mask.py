@@ -74,7 +74,7 @@ def test_the_next_frames_motion_finds_an_object_that_colour_cannot():
     box = Box(40, 30, 101, 91)
     still = region_similarity(first_mask(frame, box, net=net), cross)
     moving = region_similarity(first_mask(frame, box, net=net, neighbour=next_frame), cross)
-    assert moving > still + 0.08  # measured: 0.424 -> 0.554 (the filled box: 0.381)
+    assert moving > still + 0.08  # measured: 0.0 (nothing found) -> 0.667 (the filled box: 0.381)
 
 
 def test_the_neighbour_is_the_next_frame_or_the_previous_at_the_end():
