@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from napari_segflow.model.prior import PRIOR_STRIDE, prior_from_labels
+from napari_segflow.model.prior import PRIOR_STRIDE, carry_prior, prior_from_labels, prior_from_logits
 
 
 @dataclass(frozen=True)
@@ -114,3 +114,18 @@ def _boxes_for_some(prior: torch.Tensor, masks: torch.Tensor, classes: int, gene
         return prior
     boxes = box_prior(masks.to(prior.device), classes, slack.to(prior.device))
     return torch.where(chosen.to(prior.device).view(count, 1, 1, 1), boxes, prior)
+
+
+@torch.no_grad()
+def own_priors(net, frames: torch.Tensor, first_prior: torch.Tensor, partners: list[int]) -> torch.Tensor:
+    """(B, T, K+1, H/4, W/4): the priors a window gets at run time. Frame 0 keeps ``first_prior`` (B, K+1, H/4, W/4),
+    as a user's annotation; each later frame gets the network's own answer for the frame before it, carried by its
+    own flow (as ``inference/propagation.py`` does), so training sees the priors that inference feeds back.
+    ``frames`` (B, T, 3, H, W); ``partners[t]``: the frame whose flow frame t sees. No gradients flow through them."""
+    priors = [first_prior]
+    hidden = None
+    for t in range(frames.shape[1] - 1):
+        output = net.step(frames[:, t], frames[:, partners[t]], hidden, prior=priors[-1])
+        hidden = output.hidden
+        priors.append(carry_prior(prior_from_logits(output.logits), output.flow.flow).to(first_prior.dtype))
+    return torch.stack(priors, dim=1)

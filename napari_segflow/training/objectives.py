@@ -19,7 +19,7 @@ from napari_segflow.model.losses import (
 )
 from napari_segflow.model.correlation import matching_loss
 from napari_segflow.model.segflow import SegFlowNet
-from napari_segflow.training.mask_priors import PriorDeformation, deformed_priors
+from napari_segflow.training.mask_priors import PriorDeformation, deformed_priors, own_priors
 from napari_segflow.model.warp import backward_warp, forward_backward_occlusion
 
 #: Weight of the matching loss (cross-entropy of each cost volume against the true displacement) beside the EPE.
@@ -68,7 +68,9 @@ def matching_losses(costs, flow: torch.Tensor, valid: torch.Tensor | None) -> to
 class SegmentationObjective(nn.Module):
     """Balanced cross-entropy over a window run through the memory (one way or both ways). A network with a
     mask prior sees each frame's true mask, deformed at random (training/mask_priors.py), as its prior, and
-    learns with the calibrated loss (cross-entropy + Dice; see ``calibrated_segmentation_loss``).
+    learns with the calibrated loss (cross-entropy + Dice; see ``calibrated_segmentation_loss``). In a share
+    ``own_prior_share`` of the windows, only the first frame's prior is a deformed true mask; the later frames'
+    are the network's own answers carried by its flow, as at run time (``own_priors``).
     ``flow_gradients`` False: see SegFlowNet.segment_clip."""
 
     def __init__(
@@ -77,10 +79,12 @@ class SegmentationObjective(nn.Module):
         prior_generator: torch.Generator | None = None,
         flow_gradients: bool = True,
         prior_deformation: PriorDeformation = PriorDeformation(),
+        own_prior_share: float = 0.0,
     ) -> None:
         super().__init__()
         self.net = net
         self.prior_deformation = prior_deformation
+        self.own_prior_share = own_prior_share
         self.flow_gradients = flow_gradients
         # the caller owns the generator, so a resumed training draws the priors it would have drawn
         self.prior_generator = prior_generator if prior_generator is not None else torch.Generator().manual_seed(0)
@@ -94,6 +98,10 @@ class SegmentationObjective(nn.Module):
             priors = deformed_priors(
                 masks, self.net.config.num_classes, self.prior_generator, self.prior_deformation
             ).to(frames.dtype)
+            if self.own_prior_share > 0 and torch.rand(1, generator=self.prior_generator).item() < self.own_prior_share:
+                count = frames.shape[1]
+                partners = partners or [t + 1 if t + 1 < count else t - 1 for t in range(count)]
+                priors = own_priors(self.net, frames, priors[:, 0], partners)
         clip = self.net.segment_clip(frames, bidirectional=bidirectional, partners=partners, priors=priors,
                                        flow_gradients=self.flow_gradients)
         criterion = calibrated_segmentation_loss if priors is not None else balanced_cross_entropy

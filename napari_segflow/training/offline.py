@@ -82,6 +82,7 @@ class TrainConfig:
     synthetic_share_seg: float = 0.4
     distractors: float = 0.0  # share of seg windows holding objects other than the target (training/windows.py)
     prior_boxes: float = 0.0  # share of mask priors that are the objects' boxes (training/mask_priors.py)
+    own_priors: float = 0.0  # share of windows whose later priors are the network's own answers (mask_priors.py)
     flow_mix: dict = field(default_factory=lambda: {"warped": 0.45, "teacher": 0.4, "synthetic": 0.15})
     flow_batch_size: int = 8
     flow_size: tuple[int, int] = (192, 256)
@@ -131,7 +132,7 @@ class TrainConfig:
             raise SegFlowError(
                 f"TrainConfig.flow_mix must give non-negative shares of {', '.join(FLOW_SOURCES)}, got {self.flow_mix}"
             )
-        for name in ("distractors", "prior_boxes"):
+        for name in ("distractors", "prior_boxes", "own_priors"):
             if not 0 <= getattr(self, name) <= 1:
                 raise SegFlowError(f"TrainConfig.{name} must be a share in [0, 1], got {getattr(self, name)}")
         if self.window < 2:
@@ -309,7 +310,8 @@ class OfflineTrainer:
             objective = FlowObjective(self.net)
         else:
             objective = SegmentationObjective(self.net, self.prior_generator,
-                                              prior_deformation=PriorDeformation(box_share=self.config.prior_boxes))
+                                              prior_deformation=PriorDeformation(box_share=self.config.prior_boxes),
+                                              own_prior_share=self.config.own_priors)
             if phase == "joint":
                 objective = JointObjective(objective, FlowObjective(self.net), self.config.joint_flow_weight)
         if self.distributed:

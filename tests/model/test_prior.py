@@ -118,3 +118,35 @@ def test_a_share_of_priors_become_boxes_and_without_boxes_the_draws_are_unchange
     changed = (with_boxes != default).flatten(0, 1).flatten(1).any(1)
     assert changed.tolist() == is_box  # the rest are the priors drawn without boxes
     assert square.sum() == 36
+
+
+def test_own_priors_start_from_the_annotation_and_then_follow_the_networks_answers(tiny_config):
+    from napari_segflow.training.mask_priors import own_priors
+    from napari_segflow.training.objectives import SegmentationObjective
+
+    torch.manual_seed(0)
+    net = SegFlowNet(tiny_config)
+    frames = torch.rand(1, 3, 3, 64, 128)
+    masks = torch.zeros(1, 3, 64, 128, dtype=torch.long)
+    masks[:, :, 16:48, 24:64] = 1
+    first = prior_from_labels(masks[:, 0], 2)
+    priors = own_priors(net, frames, first, [1, 2, 1])
+    assert priors.shape == (1, 3, 2, 16, 32) and not priors.requires_grad
+    assert torch.equal(priors[:, 0], first)
+    assert priors.min() >= 0 and priors.sum(2).max() <= 1 + 1e-5
+    with torch.no_grad():  # another network answers otherwise, and its priors follow
+        net.readout_head.classifier.bias += torch.tensor([-3.0, 3.0])
+    changed = own_priors(net, frames, first, [1, 2, 1])
+    assert torch.equal(changed[:, 0], first)
+    assert (changed[:, 1:, 1] - priors[:, 1:, 1]).mean() > 0.1
+
+    with torch.no_grad():  # a fresh prior changes nothing: give it a say
+        for parameter in net.mask_prior.parameters():
+            parameter.add_(0.5 * torch.randn_like(parameter))
+    losses = {}
+    for share in (0.0, 1.0):
+        objective = SegmentationObjective(net, torch.Generator().manual_seed(3), own_prior_share=share)
+        loss, _ = objective(frames, masks, bidirectional=False)
+        assert torch.isfinite(loss)
+        losses[share] = float(loss.detach())
+    assert losses[0.0] != losses[1.0]

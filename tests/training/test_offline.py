@@ -114,6 +114,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tiny_train_config, tmp_path
     ("size: [100, 128]\n", "multiples of 64"),
     ("distractors: 1.5\n", "distractors must be a share"),
     ("prior_boxes: -0.2\n", "prior_boxes must be a share"),
+    ("own_priors: 2\n", "own_priors must be a share"),
     ("model_overrides: {depth: 3}\n", "bad.yaml.*unknown model setting"),
 ])
 def test_config_errors_name_the_file(tmp_path, text, message):
@@ -150,6 +151,10 @@ def test_shipped_stage_configs_load_and_chain():
     encoder = load_train_config(configs / "small_seg_encoder.yaml")
     assert encoder.init_from == f"{stages[4].output}/final.pt" and encoder.keep_frozen == ()
     assert encoder.distractors == stages[4].distractors and encoder.lr_seg < stages[4].lr_seg
+    # the measured own priors: stage 5's windows and frozen encoder, half of them fed the network's own answers
+    own = load_train_config(configs / "small_seg_own_priors.yaml")
+    assert own.init_from == f"{stages[4].output}/final.pt" and own.keep_frozen == ("appearance_encoder.",)
+    assert 0 < own.own_priors < 1 and own.distractors == stages[4].distractors and own.window > stages[4].window
     # the measured re-adaptation keeps the features the seg -> flow bridges read as stage 4's flow branch knew them
     readapt = load_train_config(configs / "small_seg_readapt.yaml")
     assert readapt.init_from == f"{stages[3].output}/final.pt" and readapt.keep_frozen == ("appearance_encoder.",)
@@ -373,3 +378,23 @@ def test_a_run_stopped_by_sigterm_leaves_a_state_to_resume(tiny_train_config, tm
     resumed = OfflineTrainer(load_train_config(config_path))
     resumed.resume()
     assert resumed.progress.global_step >= 2 and resumed.progress.phase == "seg"
+
+
+def test_own_priors_reach_the_segmentation_windows(tiny_train_config, monkeypatch):
+    from napari_segflow.training import objectives
+
+    calls = []
+    original = objectives.own_priors
+
+    def spy(net, frames, first_prior, partners):
+        calls.append(frames.shape[1])
+        return original(net, frames, first_prior, partners)
+
+    monkeypatch.setattr(objectives, "own_priors", spy)
+    base = replace(tiny_train_config, phases=("seg",), phase_max_steps=(0, 3), phase_min_steps=3, validate_every=3,
+                   model_overrides={**tiny_train_config.model_overrides, "mask_prior": True, "fine_scores": True})
+    OfflineTrainer(replace(base, own_priors=1.0)).run(progress_bar=False)
+    assert calls == [base.window] * 3
+    calls.clear()
+    OfflineTrainer(replace(base, output=base.output + "2")).run(progress_bar=False)
+    assert calls == []
