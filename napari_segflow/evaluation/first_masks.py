@@ -57,29 +57,27 @@ def first_mask_ious(frame: np.ndarray, truth: np.ndarray, net, strokes: int = 2,
                     neighbour: np.ndarray | None = None) -> tuple[list[float], np.ndarray, float]:
     """IoU of the box-made mask and after each simulated stroke; the box-only mask and its seconds (``neighbour``:
     the video's next frame, whose motion the tool reads, or None)."""
-    truth = truth > 0
-    box = bounding_box(truth)
+    box = bounding_box(truth > 0)
     started = time.perf_counter()
-    mask = first_mask(frame, box, net=net, neighbour=neighbour)
+    box_only = first_mask(frame, box, net=net, neighbour=neighbour)
     seconds = time.perf_counter() - started
-    box_only = mask
-    ious = [region_similarity(mask, truth)]
-    foreground = np.zeros(truth.shape, bool)
-    background = np.zeros(truth.shape, bool)
-    for _ in range(strokes):
-        on_object, on_background = simulated_stroke(mask, truth)
-        foreground |= on_object
-        background |= on_background
-        mask = first_mask(frame, box, foreground, background, net=net, neighbour=neighbour)
-        ious.append(region_similarity(mask, truth))
+    ious = _ious_after_strokes(box_only, truth, strokes, lambda foreground, background, previous: first_mask(
+        frame, box, foreground, background, net=net, neighbour=neighbour))
     return ious, box_only, seconds
 
 
 def grabcut_ious(frame: np.ndarray, truth: np.ndarray, strokes: int = 2) -> list[float]:
     """IoU of OpenCV GrabCut's mask from the box and after each simulated stroke on its own mask."""
+    box = bounding_box(truth > 0)
+    return _ious_after_strokes(grabcut_mask(frame, box), truth, strokes,
+                               lambda foreground, background, previous: grabcut_mask(
+                                   frame, box, foreground, background, previous=previous))
+
+
+def _ious_after_strokes(mask: np.ndarray, truth: np.ndarray, strokes: int, remake) -> list[float]:
+    """IoU of ``mask`` and of each mask after it: the simulated user adds a stroke where the last mask is most
+    wrong, and ``remake(foreground, background, previous)`` makes the next one from all strokes so far."""
     truth = truth > 0
-    box = bounding_box(truth)
-    mask = grabcut_mask(frame, box)
     ious = [region_similarity(mask, truth)]
     foreground = np.zeros(truth.shape, bool)
     background = np.zeros(truth.shape, bool)
@@ -87,7 +85,7 @@ def grabcut_ious(frame: np.ndarray, truth: np.ndarray, strokes: int = 2) -> list
         on_object, on_background = simulated_stroke(mask, truth)
         foreground |= on_object
         background |= on_background
-        mask = grabcut_mask(frame, box, foreground, background, previous=mask)
+        mask = remake(foreground, background, mask)
         ious.append(region_similarity(mask, truth))
     return ious
 

@@ -201,7 +201,7 @@ class SegFlowNet(nn.Module):
             raise SegFlowError(f"segment_clip needs frames shaped (B, T>=2, 3, H, W), got {tuple(frames.shape)}")
         count = frames.shape[1]
         if partners is None:
-            partners = [t + 1 if t + 1 < count else t - 1 for t in range(count)]
+            partners = clip_partners(count)
         size = tuple(frames.shape[-2:])
         flows, fused_all = [], []
         for t in range(count):
@@ -247,6 +247,12 @@ class SegFlowNet(nn.Module):
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def clip_partners(count: int) -> list[int]:
+    """The frame whose flow each frame of a ``count``-frame clip sees by default: the next one (the last: the one
+    before it)."""
+    return [t + 1 if t + 1 < count else t - 1 for t in range(count)]
 
 
 def _stage_index(stride: int) -> int:

@@ -18,7 +18,7 @@ from napari_segflow.model.losses import (
     temporal_consistency_loss,
 )
 from napari_segflow.model.correlation import matching_loss
-from napari_segflow.model.segflow import SegFlowNet
+from napari_segflow.model.segflow import SegFlowNet, clip_partners
 from napari_segflow.training.mask_priors import PriorDeformation, deformed_priors, own_priors
 from napari_segflow.model.warp import backward_warp, forward_backward_occlusion
 
@@ -99,9 +99,7 @@ class SegmentationObjective(nn.Module):
                 masks, self.net.config.num_classes, self.prior_generator, self.prior_deformation
             ).to(frames.dtype)
             if self.own_prior_share > 0 and torch.rand(1, generator=self.prior_generator).item() < self.own_prior_share:
-                count = frames.shape[1]
-                partners = partners or [t + 1 if t + 1 < count else t - 1 for t in range(count)]
-                priors = own_priors(self.net, frames, priors[:, 0], partners)
+                priors = own_priors(self.net, frames, priors[:, 0], partners or clip_partners(frames.shape[1]))
         clip = self.net.segment_clip(frames, bidirectional=bidirectional, partners=partners, priors=priors,
                                        flow_gradients=self.flow_gradients)
         criterion = calibrated_segmentation_loss if priors is not None else balanced_cross_entropy
