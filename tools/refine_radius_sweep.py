@@ -6,7 +6,8 @@ held-out sequences the model card reports:
 Per sequence, as a user of the session would work: round 0 annotates the first frame with its true mask, each
 later round one more frame (the middle of the longest stretch without a user frame, the interactive bench's
 ``even`` user). Each round the session fine-tunes (the first time from the shipped weights, then warm, with the
-session's default budgets), then every frame is propagated from its nearest user frame without refinement, and
+session's default budgets), then every frame is propagated from its nearest user frame (the session's rule when
+the radius was chosen; it now fuses the carries from both user frames around a frame) without refinement, and
 the refinement of each radius (working-resolution pixels; 0: none) is applied to those same probabilities, so
 the radii are compared on one fine-tune. J&F over every frame, the user's frames counting as the user painted
 them. Prints a markdown table of the means per round.

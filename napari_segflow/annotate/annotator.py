@@ -300,8 +300,7 @@ class Annotator:
         count = len(session)
         passes = 2 if self.settings.bidirectional else 1
         if action == "run":
-            frames = len({t for order in session.pending_ranges() for t in order}) * passes
-            return Job(action, session.run, Meter(frames, budget))
+            return Job(action, session.run, Meter(session.pending_results, budget))
         if action == "finetune":
             return Job(action, session.finetune, Meter(0, budget))
         start = self.current_frame()

@@ -19,8 +19,10 @@ def session_settings(args: argparse.Namespace, keep_flow: bool, bidirectional: b
                            keep_flow=keep_flow, device=args.device)
 
 
-def drive(events, total_steps: int, total_frames: int, label: str = "") -> list:
-    """Run a session generator under two tqdm bars on stderr (fine-tune steps, frames); the final FrameResults."""
+def drive(events, total_steps: int, total_results: int, label: str = "") -> list:
+    """Run a session generator under two tqdm bars on stderr (fine-tune steps; frame results, ``total_results``
+    of them: a frame between two annotated frames is carried from both, so counts twice); the final
+    FrameResults."""
     from tqdm import tqdm
 
     from napari_segflow.inference.propagation import FrameResult
@@ -33,10 +35,10 @@ def drive(events, total_steps: int, total_frames: int, label: str = "") -> list:
             if isinstance(event, FrameResult):
                 if frames is None:
                     tune.close()
-                    frames = tqdm(total=total_frames, desc=f"{label}propagate", unit="frame", file=sys.stderr,
+                    frames = tqdm(total=total_results, desc=f"{label}propagate", unit="frame", file=sys.stderr,
                                   leave=False)
+                frames.update(1)
                 if event.final:
-                    frames.update(1)
                     results.append(event)
             else:
                 tune.total = event.total  # the budget that ends first: steps or seconds
@@ -85,7 +87,7 @@ def run_propagate(args: argparse.Namespace) -> int:
         session.add_annotations(annotations)
         names = session.frames.names
         attention = {}
-        for result in drive(session.run(), settings.finetune.steps, len(session)):
+        for result in drive(session.run(), settings.finetune.steps, session.pending_results):
             write_label_png(result.labels, out / f"{names[result.index]}.png")
             if flow_out is not None:
                 write_flo(result.flow, flow_out / f"{names[result.index]}.flo")
@@ -248,7 +250,7 @@ def run_eval(args: argparse.Namespace) -> int:
         truths = np.stack([sequence.mask(i) for i in range(len(sequence))])
         with VideoSession(sequence.frames, weights=args.weights, settings=settings) as session:
             session.add_annotation(0, first)
-            drive(session.run(), settings.finetune.steps, len(sequence), f"{sequence.name}: ")
+            drive(session.run(), settings.finetune.steps, session.pending_results, f"{sequence.name}: ")
             predictions = session.labels_volume()
         ids = sorted(int(i) for i in np.unique(first) if i > 0)
         scores = score_sequence(predictions, truths, object_ids=ids)

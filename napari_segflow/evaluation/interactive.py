@@ -2,8 +2,8 @@
 
 Round 0 gives the session the first frame's true mask and runs it (fine-tune, propagate). Each later round the
 simulated user repaints one frame with its true mask and the session runs again (a warm re-fine-tune, then
-re-propagation over the frames nearer the new one than any other user frame), as a person correcting in the
-widget would. Which frame:
+re-propagation up to the neighbouring user frames, each frame between two of them fusing both carries), as a
+person correcting in the widget would. Which frame:
 
 - ``attention``: the first frame the session suggests from its attention scores (inference/attention.py's
   ``frames_worth_a_look``, as the widget lists them and ``segflow propagate`` prints them);
@@ -11,9 +11,9 @@ widget would. Which frame:
   through a video at regular steps would pick);
 - ``oracle``: the truly worst frame (lowest J): the upper bound of any way of choosing.
 
-The peer, the first mask carried by DIS flow, restarts from every corrected frame over the same frames as the
-session (``correction_orders``: the frames nearer to it than to any other user frame), with evenly spaced frames
-and with its own oracle.
+The peer, the first mask carried by DIS flow, restarts from every corrected frame over the frames nearer to it
+than to any other user frame (``correction_orders``: what the session's fusion by nearness gives for masks without
+probabilities), with evenly spaced frames and with its own oracle.
 Every strategy starts from the same round 0 (one run, copied), so their curves differ only by their choices.
 """
 

@@ -2,7 +2,8 @@
 
 The score is the share of the object's pixels whose foreground probability lies between 0.2 and 0.8 (how unsure
 the network is of the object), times the frames the mask was carried over from the user's frame that began its
-sweep, plus one: the errors a mask gathers grow with the frames it was carried over, so an unsure frame far from
+sweep, plus one (a frame between two user frames, whose mask fuses the carries from both: the two unsure shares
+weighed as the masks were, times the frames from the nearer user frame, plus one): the errors a mask gathers grow with the frames it was carried over, so an unsure frame far from
 every user frame is likelier wrong than one as unsure next to it. It reads the stride-4 grid of the network's
 input; no extra network pass. A score is comparable within a run, not across videos (the timeline shows it
 relative to its highest).
@@ -13,7 +14,7 @@ unsure share and the mask's disagreement with the previous frame's mask carried 
 
 Which frames to suggest repainting (``frames_worth_a_look``) reads the score as a model of the error: each frame's
 doubt (its score over the frames it was carried, plus one) times the frames it was carried. A correction at a
-frame carries every frame nearer it than any user frame from there instead, so it takes off each such frame's
+frame brings every frame nearer it than any user frame closer to a user frame, so it takes off each such frame's
 doubt times the frames by which its carry shortens; the suggestion is the frame where that sum is largest. The
 last frame, carried furthest, is worst now, but a correction there shortens the carry of the second half only;
 one nearer the middle shortens more (held-out rounds with the frame of the highest damped score, README).

@@ -50,7 +50,9 @@ from napari_segflow.device import (
 )
 from napari_segflow.errors import SegFlowError
 from napari_segflow.inference.journal import Entry, Journal
-from napari_segflow.inference.propagation import FrameResult, correction_orders, frame_order, propagate
+from napari_segflow.inference.propagation import (
+    FrameResult, Stretch, correction_stretches, expected_results, frame_order, propagate, propagate_between,
+)
 from napari_segflow.model.segflow import SegFlowNet
 from napari_segflow.objects import ObjectChannels
 from napari_segflow.training.mask_priors import PriorDeformation
@@ -367,33 +369,37 @@ class VideoSession:
         if stop is not None:
             self._check_index(stop, "stop frame")
         self._require_finetuned()
-        orders = []
-        if direction in ("forward", "both"):
-            orders.append(frame_order(len(self), start, "forward", stop if direction == "forward" else None))
-        if direction in ("backward", "both"):
-            orders.append(frame_order(len(self), start, "backward", stop if direction == "backward" else None))
+        stretches = []
+        for way in ("forward", "backward"):
+            if direction in (way, "both"):
+                order = frame_order(len(self), start, way, stop if direction == way else None)
+                if order:  # a stop behind the start: nothing that way
+                    stretches.append(Stretch(start, order[-1]))
         entry = self.journal.begin()
         try:
-            yield from self._propagate_orders(entry, orders, bidirectional)
+            yield from self._propagate_stretches(entry, stretches, bidirectional)
         finally:
             entry.discard_if_empty()
 
-    def _propagate_orders(self, entry: Entry, orders: list[list[int]], bidirectional: bool | None):
+    def _propagate_stretches(self, entry: Entry, stretches: list[Stretch], bidirectional: bool | None):
         bidirectional = self.settings.bidirectional if bidirectional is None else bidirectional
         net = place_model(copy.deepcopy(self.net), self.device)
-        seen: set[int] = set()
+        options = dict(bidirectional=bidirectional, refine_edges=self.settings.refine_edges)
+        final: set[int] = set()
         try:
-            for order in orders:
-                if not order:
-                    continue
-                results = propagate(net, self.frames, self.objects, order, self.geometry, self.device,
-                                    bidirectional=bidirectional, refine_edges=self.settings.refine_edges,
-                                    start_labels=self.annotations.get(order[0]))
+            for stretch in stretches:
+                if stretch.between:
+                    results = propagate_between(net, self.frames, self.objects, stretch.start, stretch.stop,
+                                                self.geometry, self.device, self.annotations.get(stretch.start),
+                                                self.annotations.get(stretch.stop), **options)
+                else:
+                    results = propagate(net, self.frames, self.objects, stretch.orders[0], self.geometry,
+                                        self.device, start_labels=self.annotations.get(stretch.start), **options)
                 for result in results:
-                    if result.index in seen:
+                    if result.index in final:
                         continue
                     if result.final:
-                        seen.add(result.index)
+                        final.add(result.index)
                     yield self._store(entry, result)
         except RuntimeError as error:
             if is_out_of_memory(error):
@@ -439,12 +445,18 @@ class VideoSession:
 
     # -- the one button ------------------------------------------------------------------------------
 
-    def pending_ranges(self) -> list[list[int]]:
-        """The frame orders ``run()`` would propagate: from every annotation made or changed since the last
-        propagation, over the frames nearer to it than to any other user frame (``correction_orders``)."""
+    def pending_stretches(self) -> list[Stretch]:
+        """The stretches ``run()`` would propagate: on each side of every annotation made or changed since the
+        last propagation, up to the neighbouring user frame (masks carried from both and fused) or the video's
+        end (``correction_stretches``)."""
         annotated = sorted(self.annotations)
         changed = [t for t in annotated if self._propagated_from.get(t) != _digest(self.annotations[t])]
-        return correction_orders(annotated, changed, len(self))
+        return correction_stretches(annotated, changed, len(self))
+
+    @property
+    def pending_results(self) -> int:
+        """How many FrameResults ``run()``'s propagation will yield (for a progress bar)."""
+        return expected_results(self.pending_stretches(), 2 if self.settings.bidirectional else 1)
 
     def run(self) -> Iterator[FinetuneStep | FrameResult]:
         """Fine-tune if the annotations changed since the last fine-tune, then propagate the pending ranges;
@@ -455,7 +467,7 @@ class VideoSession:
         try:
             if self.needs_finetune:
                 yield from self._finetune(entry)
-            yield from self._propagate_orders(entry, self.pending_ranges(), None)
+            yield from self._propagate_stretches(entry, self.pending_stretches(), None)
             self._propagated_from = {t: _digest(a) for t, a in self.annotations.items()}
             self._write_state(entry)
         finally:

@@ -8,7 +8,7 @@ from PIL import Image
 
 from napari_segflow.data.io import read_label_image
 from napari_segflow.errors import SegFlowError
-from napari_segflow.inference.propagation import FrameResult
+from napari_segflow.inference.propagation import FrameResult, Stretch
 import napari_segflow.inference.session as session_module
 from napari_segflow.inference.session import SessionSettings, VideoSession
 from napari_segflow.model.segflow import SegFlowNet
@@ -61,43 +61,49 @@ def test_run_finetunes_then_fills_every_frame_and_reopens_exactly(tmp_path, vide
         np.testing.assert_allclose(reopened.flow(r.index), r.flow, atol=0.01, rtol=1e-3)
     for a, b in zip(reopened.net.state_dict().values(), session.net.state_dict().values()):
         torch.testing.assert_close(a, b)
-    assert not reopened.needs_finetune and reopened.pending_ranges() == []
+    assert not reopened.needs_finetune and reopened.pending_stretches() == []
 
 
 def test_a_correction_refinetunes_warm_and_repropagates_up_to_the_user_frames(tmp_path, video, settings, base):
     frames, masks = video
     session = VideoSession(frames, tmp_path / "s", weights=base, settings=settings)
-    session.add_annotation(0, _first_mask(masks))
-    list(session.run())
+    session.add_annotations({0: _first_mask(masks), 2: (masks[2] > 0).astype(np.uint8) * 3})
+    # the first run: both user frames' masks carried over the frames between them and fused, the last forward
+    assert session.pending_stretches() == [Stretch(0, 2, between=True), Stretch(2, 4)]
+    assert session.pending_results == 6 + 3 - 1  # frame 2 ends the first stretch and starts the second
+    first = [e for e in session.run() if isinstance(e, FrameResult)]
+    assert len(first) == 8 and sorted({r.index for r in first if r.final}) == [0, 1, 2, 3, 4]
     before = {t: session.labels(t) for t in range(5)}
     weights_before = {k: v.clone() for k, v in session.net.state_dict().items()}
-    correction = np.zeros_like(masks[3])
+    correction = np.zeros_like(masks[4])
     correction[20:60, 30:90] = 3
-    session.add_annotation(3, correction)
-    # frame 1 is nearer the user's frame 0 than the new frame 3: it keeps what frame 0 gave it
-    assert session.pending_ranges() == [[3, 4], [3, 2]]
+    session.add_annotation(4, correction)
+    # frames 0 and 1 lie beyond the user frame 2, the new frame's neighbour: they keep what they had
+    assert session.pending_stretches() == [Stretch(2, 4, between=True)]
     events = list(session.run())
     steps = [e for e in events if isinstance(e, FinetuneStep)]
     assert len(steps) == settings.correction_steps  # warm-started, short
-    results = {e.index: e for e in events if isinstance(e, FrameResult)}
-    assert sorted(results) == [2, 3, 4]
-    # the user's frame is kept as painted: in what the run yielded and in the stored result, not only the annotation
+    results = [e for e in events if isinstance(e, FrameResult)]
+    assert [(r.index, r.final) for r in results] == [(2, False), (3, False), (4, False), (4, True), (3, True),
+                                                     (2, True)]
+    # the user's frames are kept as painted: in what the run yielded and in the stored result
     np.testing.assert_array_equal(results[3].labels, correction)
-    np.testing.assert_array_equal(read_label_image(session.folder / "results" / "labels" / "00003.png"), correction)
+    np.testing.assert_array_equal(read_label_image(session.folder / "results" / "labels" / "00004.png"), correction)
+    np.testing.assert_array_equal(results[-1].labels, session.annotations[2])
     np.testing.assert_array_equal(session.labels(0), before[0])
     np.testing.assert_array_equal(session.labels(1), before[1])
     assert any(not torch.equal(weights_before[k], v) for k, v in session.net.state_dict().items())
 
     assert session.undo() == [2, 3, 4]  # the run: results and weights back
     for t in range(5):
-        if t != 3:
+        if t != 4:
             np.testing.assert_array_equal(session.labels(t), before[t])
     for k, v in session.net.state_dict().items():
         torch.testing.assert_close(v, weights_before[k])
-    assert session.needs_finetune and 3 in session.annotations
-    assert session.undo() == [3]  # the annotation
-    assert 3 not in session.annotations and not session.needs_finetune
-    np.testing.assert_array_equal(session.labels(3), before[3])
+    assert session.needs_finetune and 4 in session.annotations
+    assert session.undo() == [4]  # the annotation
+    assert 4 not in session.annotations and not session.needs_finetune
+    np.testing.assert_array_equal(session.labels(4), before[4])
 
 
 def test_bidirectional_propagation_replaces_the_first_sweep(tmp_path, video, settings, base):
@@ -165,9 +171,9 @@ def test_a_corrupt_frame_stops_the_run_and_keeps_earlier_results(tmp_path, video
                 seen.append(event.index)
     assert seen == [0, 1]  # frame 2's flow partner is frame 3
     assert session.result_frames == [0, 1]
-    assert session.pending_ranges() == [[0, 1, 2, 3, 4]]  # the run did not complete: it is still pending
+    assert session.pending_stretches() == [Stretch(0, 4)]  # the run did not complete: it is still pending
     reopened = VideoSession.open(tmp_path / "s", weights=base)  # as after a crash: what was written is there
-    assert reopened.result_frames == [0, 1] and reopened.pending_ranges() == [[0, 1, 2, 3, 4]]
+    assert reopened.result_frames == [0, 1] and reopened.pending_stretches() == [Stretch(0, 4)]
     np.testing.assert_array_equal(reopened.labels(1), session.labels(1))
 
 
