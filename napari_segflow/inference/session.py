@@ -459,7 +459,7 @@ class VideoSession:
         return expected_results(self.pending_stretches(), 2 if self.settings.bidirectional else 1)
 
     def run(self) -> Iterator[FinetuneStep | FrameResult]:
-        """Fine-tune if the annotations changed since the last fine-tune, then propagate the pending ranges;
+        """Fine-tune if the annotations changed since the last fine-tune, then propagate the pending stretches;
         one undo entry for both. Yields FinetuneSteps, then FrameResults."""
         if not self.annotations:
             raise SegFlowError("no annotated frame: paint the object on at least one frame first")
