@@ -1,12 +1,12 @@
 """Where to look: a per-frame score of how likely a frame's mask is wrong, from what propagation already has.
 
-The score is the share of the object's pixels whose foreground probability lies between 0.2 and 0.8 (how unsure
-the network is of the object), times the frames the mask was carried over from the user's frame that began its
-sweep, plus one (a frame between two user frames, whose mask fuses the carries from both: the two unsure shares
-weighed as the masks were, times the frames from the nearer user frame, plus one): the errors a mask gathers grow with the frames it was carried over, so an unsure frame far from
-every user frame is likelier wrong than one as unsure next to it. It reads the stride-4 grid of the network's
-input; no extra network pass. A score is comparable within a run, not across videos (the timeline shows it
-relative to its highest).
+The score is the share of the object's pixels whose foreground probability lies between 0.2 and 0.8 (how unsure the
+network is of the object), times the frames the mask was carried over from the user's frame that began its sweep,
+plus one (a frame between two user frames, whose mask fuses the carries from both: the two unsure shares weighed as
+the masks were, times the frames from the nearer user frame, plus one): the errors a mask gathers grow with the
+frames it was carried over, so an unsure frame far from every user frame is likelier wrong than one as unsure next
+to it. It reads the stride-4 grid of the network's input; no extra network pass. A score is comparable within a run,
+not across videos (the timeline shows it relative to its highest).
 
 Chosen on the validation sequences and ten training sequences (README, "Where to look"): ranked against each
 frame's error (1 - J), the unsure share alone, the frames carried alone and the earlier score (the mean of the
