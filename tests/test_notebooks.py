@@ -33,10 +33,13 @@ def _execute(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_runs_top_to_bottom_in_the_small_setting(path, monkeypatch):
+def test_runs_top_to_bottom_in_the_small_setting(path, monkeypatch, tmp_path):
     from nbclient.exceptions import CellTimeoutError
 
     monkeypatch.setenv("SEGFLOW_NOTEBOOK_SMALL", "1")
+    # the notebooks keep their workspaces in the temporary folder for the reader to open; a test run's go with
+    # pytest's own
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     monkeypatch.delenv("DISPLAY", raising=False)
     # in three fresh-clone CI runs out of many, the kernel and the client both sat idle mid-notebook (a message
