@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from napari_segflow.inference.propagation import FrameResult
+from napari_segflow.inference.frame_result import FrameResult
 from napari_segflow.training.online import FinetuneStep
 
 FINETUNE, PROPAGATE = "fine-tune", "propagate"

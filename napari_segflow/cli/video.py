@@ -25,7 +25,7 @@ def drive(events, total_steps: int, total_results: int, label: str = "") -> list
     FrameResults."""
     from tqdm import tqdm
 
-    from napari_segflow.inference.propagation import FrameResult
+    from napari_segflow.inference.frame_result import FrameResult
 
     results = []
     tune = tqdm(total=total_steps, desc=f"{label}fine-tune", unit="step", file=sys.stderr, leave=False)

@@ -18,7 +18,8 @@ from napari_segflow.data.io import ArrayFrames, VideoFrames
 from napari_segflow.evaluation.baselines import optical_flow, propagate_by_flow
 from napari_segflow.evaluation.benchmark import peak_rss_megabytes
 from napari_segflow.evaluation.metrics import endpoint_error, score_sequence
-from napari_segflow.inference.propagation import FrameResult, frame_order
+from napari_segflow.inference.frame_result import FrameResult
+from napari_segflow.inference.propagation import frame_order
 from napari_segflow.inference.session import SessionSettings, VideoSession
 
 PEERS = ("dis", "farneback")

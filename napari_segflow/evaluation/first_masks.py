@@ -19,7 +19,7 @@ from skimage.morphology import skeletonize
 from napari_segflow.evaluation.grabcut import grabcut_mask
 from napari_segflow.evaluation.metrics import region_similarity, score_sequence
 from napari_segflow.inference.first_mask import Box, first_mask, neighbour_index
-from napari_segflow.inference.propagation import FrameResult
+from napari_segflow.inference.frame_result import FrameResult
 from napari_segflow.inference.session import SessionSettings, VideoSession
 
 

@@ -30,7 +30,8 @@ import numpy as np
 from napari_segflow.evaluation.baselines import propagate_by_flow
 from napari_segflow.evaluation.metrics import region_similarity, score_sequence
 from napari_segflow.inference.attention import frames_worth_a_look
-from napari_segflow.inference.propagation import FrameResult, correction_orders
+from napari_segflow.inference.frame_result import FrameResult
+from napari_segflow.inference.propagation import correction_orders
 from napari_segflow.inference.session import SessionSettings, VideoSession
 
 STRATEGIES = ("attention", "even", "oracle")

@@ -20,39 +20,22 @@ backward, and each frame fuses the two by nearness; which stretches a run walks 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import torch
 
-from napari_segflow.data.resolution import WorkingResolution, resize_flow
+from napari_segflow.data.resolution import WorkingResolution
 from napari_segflow.device import autocast
 from napari_segflow.errors import SegFlowError
 from napari_segflow.inference.attention import attention_score
+from napari_segflow.inference.carried_results import CarriedResults
+from napari_segflow.inference.frame_result import FrameResult
 from napari_segflow.inference.refine import EDGE_RADIUS, GuidedFilter, edge_filter, refine_probabilities
 from napari_segflow.model.prior import carry_prior, prior_from_labels, prior_from_logits
 from napari_segflow.model.segflow import FrameOutput, SegFlowNet
 from napari_segflow.objects import ObjectChannels
-
-
-@dataclass
-class FrameResult:
-    """labels (H, W) uint8 object ids; probabilities (K+1, H, W) float16 (background first); working_flow
-    (h, w, 2) float32, the flow from this frame to the next one in the direction of travel on the grid it was
-    computed on, in frame pixels (``flow`` resizes it to the frame's (H, W, 2)). ``final`` is False for the first
-    sweep of a two-way run, whose result the second sweep replaces. ``attention``, 0 or more: how much the frame
-    deserves a look, comparable within a run (inference/attention.py)."""
-
-    index: int
-    labels: np.ndarray
-    probabilities: np.ndarray
-    working_flow: np.ndarray
-    final: bool = True
-    attention: float = 0.0
-
-    @property
-    def flow(self) -> np.ndarray:
-        return resize_flow(self.working_flow, self.labels.shape)
 
 
 def frame_order(count: int, start: int, direction: str, stop: int | None = None) -> list[int]:
@@ -279,6 +262,7 @@ def propagate_between(
     device: torch.device | str = "cpu",
     first_labels: np.ndarray | None = None,
     last_labels: np.ndarray | None = None,
+    scratch: str | Path | None = None,
     **options,
 ) -> Iterator[FrameResult]:
     """Frames ``first`` to ``last`` (two user frames, ``first`` < ``last``, with their labels): each user's mask
@@ -286,19 +270,20 @@ def propagate_between(
     ``options``), and each frame's probabilities fused from both by its distances to them: linearly, so next to
     a user frame mostly that frame's carry. The forward carry's results come first with ``final=False`` (a
     cancelled run keeps them), then the backward carry's: its first memory sweep's with ``final=False``, the
-    fused ones final. Until fused, the forward results are kept: (K+1, H, W) float16 probabilities a frame."""
+    fused ones final. Until fused, the forward results wait on disk (``CarriedResults``, in a temporary folder
+    under ``scratch``: the system's temporary folder when None), so memory does not grow with the stretch."""
     if not 0 <= first < last < len(frames):
         raise SegFlowError(f"a stretch between user frames needs 0 <= first < last < {len(frames)}, got "
                            f"{first} and {last}")
-    forward: dict[int, FrameResult] = {}
-    for result in propagate(net, frames, objects, list(range(first, last + 1)), geometry, device,
-                            start_labels=first_labels, **options):
-        if result.final:
-            forward[result.index] = result
-        yield replace(result, final=False)
-    for result in propagate(net, frames, objects, list(range(last, first - 1, -1)), geometry, device,
-                            start_labels=last_labels, **options):
-        yield fuse_results(forward.pop(result.index), result, first, last, objects) if result.final else result
+    with CarriedResults(scratch) as forward:
+        for result in propagate(net, frames, objects, list(range(first, last + 1)), geometry, device,
+                                start_labels=first_labels, **options):
+            if result.final:
+                forward.put(result)
+            yield replace(result, final=False)
+        for result in propagate(net, frames, objects, list(range(last, first - 1, -1)), geometry, device,
+                                start_labels=last_labels, **options):
+            yield fuse_results(forward.pop(result.index), result, first, last, objects) if result.final else result
 
 
 def fuse_results(forward: FrameResult, backward: FrameResult, first: int, last: int,

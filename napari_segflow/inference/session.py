@@ -50,8 +50,10 @@ from napari_segflow.device import (
 )
 from napari_segflow.errors import SegFlowError
 from napari_segflow.inference.journal import Entry, Journal
+from napari_segflow.inference.carried_results import remove_leftovers
+from napari_segflow.inference.frame_result import FrameResult
 from napari_segflow.inference.propagation import (
-    FrameResult, Stretch, correction_stretches, expected_results, frame_order, propagate, propagate_between,
+    Stretch, correction_stretches, expected_results, frame_order, propagate, propagate_between,
 )
 from napari_segflow.model.segflow import SegFlowNet
 from napari_segflow.objects import ObjectChannels
@@ -216,6 +218,7 @@ class VideoSession:
         base, session.weights_path = cls._base_network(weights if weights is not None else state["weights"])
         session._set_up(base)
         session._load_state()
+        remove_leftovers(folder)
         return session
 
     def _state(self) -> dict:
@@ -391,7 +394,7 @@ class VideoSession:
                 if stretch.between:
                     results = propagate_between(net, self.frames, self.objects, stretch.start, stretch.stop,
                                                 self.geometry, self.device, self.annotations.get(stretch.start),
-                                                self.annotations.get(stretch.stop), **options)
+                                                self.annotations.get(stretch.stop), scratch=self.folder, **options)
                 else:
                     results = propagate(net, self.frames, self.objects, stretch.orders[0], self.geometry,
                                         self.device, start_labels=self.annotations.get(stretch.start), **options)

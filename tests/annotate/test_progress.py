@@ -1,7 +1,7 @@
 import numpy as np
 
 from napari_segflow.annotate.progress import FINETUNE, PROPAGATE, Meter, clock_text
-from napari_segflow.inference.propagation import FrameResult
+from napari_segflow.inference.frame_result import FrameResult
 from napari_segflow.training.online import FinetuneStep
 
 

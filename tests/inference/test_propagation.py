@@ -4,8 +4,9 @@ import torch
 
 from napari_segflow.data.resolution import WorkingResolution
 from napari_segflow.errors import SegFlowError
+from napari_segflow.inference.frame_result import FrameResult
 from napari_segflow.inference.propagation import (
-    FrameResult, Stretch, correction_orders, correction_stretches, expected_results, frame_order, fuse_results,
+    Stretch, correction_orders, correction_stretches, expected_results, frame_order, fuse_results,
     propagate, propagate_between,
 )
 from napari_segflow.model.segflow import SegFlowNet
@@ -141,6 +142,36 @@ def test_a_frame_between_user_frames_fuses_both_carries_by_nearness(tiny_config,
     np.testing.assert_array_equal(fused[4].probabilities, backward[4].probabilities)
     with pytest.raises(SegFlowError, match="first < last"):
         next(propagate_between(net, frames, objects, 3, 3, geometry))
+
+
+def test_the_forward_carry_waits_on_disk_until_fused_and_leaves_nothing_behind(tiny_config, synthetic_clip,
+                                                                                tmp_path):
+    frames = (synthetic_clip.frames * 255).astype(np.uint8)
+    first = (synthetic_clip.instances[0] > 0).astype(np.uint8)
+    last = (synthetic_clip.instances[4] > 0).astype(np.uint8)
+    net = SegFlowNet(tiny_config)
+    objects = ObjectChannels((1,))
+    geometry = WorkingResolution(96, 128, long_side=128)
+
+    def waiting():
+        return sorted(p.name for p in tmp_path.rglob("*.npz"))
+
+    run = propagate_between(net, frames, objects, 0, 4, geometry, first_labels=first, last_labels=last,
+                            scratch=tmp_path)
+    for _ in range(5):  # the forward carry's previews
+        next(run)
+    assert waiting() == [f"{t:06d}.npz" for t in range(5)]
+    assert next(run).index == 4  # fused from the file, which goes
+    assert waiting() == [f"{t:06d}.npz" for t in range(4)]
+    assert [r.index for r in run] == [3, 2, 1, 0]
+    assert list(tmp_path.iterdir()) == []
+    # a run cancelled between the carries leaves nothing either
+    cancelled = propagate_between(net, frames, objects, 0, 4, geometry, first_labels=first, last_labels=last,
+                                  scratch=tmp_path)
+    for _ in range(6):
+        next(cancelled)
+    cancelled.close()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_fused_attention_is_the_weighed_unsure_share_times_the_frames_from_the_nearer_user_frame():

@@ -8,7 +8,8 @@ from PIL import Image
 
 from napari_segflow.data.io import read_label_image
 from napari_segflow.errors import SegFlowError
-from napari_segflow.inference.propagation import FrameResult, Stretch
+from napari_segflow.inference.frame_result import FrameResult
+from napari_segflow.inference.propagation import Stretch
 import napari_segflow.inference.session as session_module
 from napari_segflow.inference.session import SessionSettings, VideoSession
 from napari_segflow.model.segflow import SegFlowNet
@@ -86,6 +87,7 @@ def test_a_correction_refinetunes_warm_and_repropagates_up_to_the_user_frames(tm
     results = [e for e in events if isinstance(e, FrameResult)]
     assert [(r.index, r.final) for r in results] == [(2, False), (3, False), (4, False), (4, True), (3, True),
                                                      (2, True)]
+    assert not list(session.folder.glob(".segflow-carry-*"))  # the forward carry waited there, and is gone
     # the user's frames are kept as painted: in what the run yielded and in the stored result
     np.testing.assert_array_equal(results[3].labels, correction)
     np.testing.assert_array_equal(read_label_image(session.folder / "results" / "labels" / "00004.png"), correction)
@@ -172,9 +174,14 @@ def test_a_corrupt_frame_stops_the_run_and_keeps_earlier_results(tmp_path, video
     assert seen == [0, 1]  # frame 2's flow partner is frame 3
     assert session.result_frames == [0, 1]
     assert session.pending_stretches() == [Stretch(0, 4)]  # the run did not complete: it is still pending
+    # a process killed while a stretch's forward carry waited on disk leaves it behind; opening clears it
+    leftover = tmp_path / "s" / ".segflow-carry-killed"
+    leftover.mkdir()
+    (leftover / "000001.npz").write_bytes(b"carried")
     reopened = VideoSession.open(tmp_path / "s", weights=base)  # as after a crash: what was written is there
     assert reopened.result_frames == [0, 1] and reopened.pending_stretches() == [Stretch(0, 4)]
     np.testing.assert_array_equal(reopened.labels(1), session.labels(1))
+    assert not leftover.exists()
 
 
 def test_cancelled_runs_keep_state_consistent(tmp_path, video, settings, base):
