@@ -117,13 +117,16 @@ def test_correction_orders_give_each_frame_to_its_nearest_user_frame():
     assert correction_orders([0, 4, 8], [4, 8], 10) == [[4, 5, 6], [4, 3], [8, 9], [8, 7]]
 
 
-def test_a_frame_between_user_frames_fuses_both_carries_by_nearness(tiny_config, synthetic_clip):
+def _two_user_frames(tiny_config, synthetic_clip):
+    """A tiny network and clip with user frames 0 and 4: (net, frames, objects, geometry, first, last labels)."""
     frames = (synthetic_clip.frames * 255).astype(np.uint8)
     first = (synthetic_clip.instances[0] > 0).astype(np.uint8)
     last = (synthetic_clip.instances[4] > 0).astype(np.uint8)
-    net = SegFlowNet(tiny_config)
-    objects = ObjectChannels((1,))
-    geometry = WorkingResolution(96, 128, long_side=128)
+    return SegFlowNet(tiny_config), frames, ObjectChannels((1,)), WorkingResolution(96, 128, long_side=128), first, last
+
+
+def test_a_frame_between_user_frames_fuses_both_carries_by_nearness(tiny_config, synthetic_clip):
+    net, frames, objects, geometry, first, last = _two_user_frames(tiny_config, synthetic_clip)
     results = list(propagate_between(net, frames, objects, 0, 4, geometry, first_labels=first, last_labels=last))
     # the forward carry first, as previews; then the backward carry, each frame fused as it comes
     assert [(r.index, r.final) for r in results] == [(t, False) for t in (0, 1, 2, 3, 4)] + [
@@ -146,12 +149,7 @@ def test_a_frame_between_user_frames_fuses_both_carries_by_nearness(tiny_config,
 
 def test_the_forward_carry_waits_on_disk_until_fused_and_leaves_nothing_behind(tiny_config, synthetic_clip,
                                                                                 tmp_path):
-    frames = (synthetic_clip.frames * 255).astype(np.uint8)
-    first = (synthetic_clip.instances[0] > 0).astype(np.uint8)
-    last = (synthetic_clip.instances[4] > 0).astype(np.uint8)
-    net = SegFlowNet(tiny_config)
-    objects = ObjectChannels((1,))
-    geometry = WorkingResolution(96, 128, long_side=128)
+    net, frames, objects, geometry, first, last = _two_user_frames(tiny_config, synthetic_clip)
 
     def waiting():
         return sorted(p.name for p in tmp_path.rglob("*.npz"))
