@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--finetune-steps", type=int, default=FinetuneConfig.steps)
     bench.add_argument("--finetune-seconds", type=float, default=60.0)
     bench.add_argument("--finetune-seed", type=int, default=0,
-                       help="--part accuracy: the fine-tune's seed (its spread between seeds is a few points)")
+                       help="--part accuracy, engine, long, interactive, box: the fine-tune's seed (its spread "
+                            "between seeds is a few points; default: 0)")
     bench.add_argument("--rounds", type=int, default=5, help="--part interactive: correction rounds (default: 5)")
     bench.add_argument("--plot", help="--part interactive: also draw J&F against rounds in this PNG")
     bench.add_argument("--json", help="also write the results as JSON here")

@@ -155,7 +155,8 @@ def _bench_engine(args: argparse.Namespace) -> int:
               file=sys.stderr)
 
     print(f"engine benchmark on {len(cases)} clip(s) ...", file=sys.stderr)
-    print(engine_table(benchmark_engine(cases, args.weights, session_settings(args, keep_flow=True), progress=report)))
+    settings = session_settings(args, keep_flow=True, seed=args.finetune_seed)
+    print(engine_table(benchmark_engine(cases, args.weights, settings, progress=report)))
     return 0
 
 
@@ -168,7 +169,7 @@ def _bench_interactive(args: argparse.Namespace) -> int:
 
     if args.rounds < 1:
         raise SegFlowError(f"--rounds must be at least 1, got {args.rounds}")
-    settings = session_settings(args, keep_flow=True)
+    settings = session_settings(args, keep_flow=True, seed=args.finetune_seed)
     sequences = find_sequences(args.davis_root, names=args.sequences or list(HELD_OUT))
 
     def report(case, method, strategy, result):
@@ -205,8 +206,8 @@ def _bench_box(args: argparse.Namespace) -> int:
               f" run J {result.run_j:.3f} F {result.run_f:.3f}", file=sys.stderr)
 
     print(f"first masks from a box on {len(sequences)} sequence(s) ...", file=sys.stderr)
-    results = benchmark_first_masks(sequences, net, args.weights, session_settings(args, keep_flow=False),
-                                    progress=report)
+    settings = session_settings(args, keep_flow=False, seed=args.finetune_seed)
+    results = benchmark_first_masks(sequences, net, args.weights, settings, progress=report)
     print(first_mask_table(results))
     return 0
 
@@ -219,7 +220,7 @@ def _bench_long(args: argparse.Namespace) -> int:
 
     video = open_video(args.video)
     mask = read_annotation(args.mask, video.shape[1:3])
-    settings = session_settings(args, keep_flow=True)
+    settings = session_settings(args, keep_flow=True, seed=args.finetune_seed)
     bar = tqdm(total=args.long_frames, desc="propagate", unit="frame", file=sys.stderr)
 
     def progress(done, total):

@@ -7,14 +7,15 @@ import sys
 from pathlib import Path
 
 
-def session_settings(args: argparse.Namespace, keep_flow: bool, bidirectional: bool = False):
-    """SessionSettings from the engine options (--long-side, --finetune-steps/-seconds, --device)."""
+def session_settings(args: argparse.Namespace, keep_flow: bool, bidirectional: bool = False, seed: int = 0):
+    """SessionSettings from the engine options (--long-side, --finetune-steps/-seconds, --device); ``seed`` is
+    the fine-tune's (the benches vary it to measure its spread)."""
     from dataclasses import replace
 
     from napari_segflow.inference.session import SessionSettings
     from napari_segflow.training.online import FinetuneConfig
 
-    finetune = replace(FinetuneConfig(), steps=args.finetune_steps, time_budget=args.finetune_seconds)
+    finetune = replace(FinetuneConfig(), steps=args.finetune_steps, time_budget=args.finetune_seconds, seed=seed)
     return SessionSettings(long_side=args.long_side, finetune=finetune, bidirectional=bidirectional,
                            keep_flow=keep_flow, device=args.device)
 

@@ -1,6 +1,7 @@
 import pytest
 
 from napari_segflow.cli import main
+from napari_segflow.inference.session import SessionSettings
 
 
 def test_bench_model_prints_a_table_with_the_peer(capsys):
@@ -57,6 +58,28 @@ def test_bench_accuracy_passes_the_fine_tune_seed(monkeypatch, davis_folder):
         main(["bench", "--part", "accuracy", "--davis-root", str(davis_folder), "--sequences", "val",
               "--methods", "full", "--finetune-seed", "2"])
     assert captured.value.args == (2, ["val"], ("full",))
+
+
+@pytest.mark.parametrize("part", ["engine", "interactive", "box"])
+def test_bench_sessions_fine_tune_with_the_seed_asked_for(monkeypatch, davis_folder, part):
+    import napari_segflow.evaluation.engine as engine
+    import napari_segflow.evaluation.first_masks as first_masks
+    import napari_segflow.evaluation.interactive as interactive
+
+    class Captured(Exception):
+        pass
+
+    def capture(*args, **kwargs):
+        settings = next(a for a in (*args, *kwargs.values()) if isinstance(a, SessionSettings))
+        raise Captured(settings.first_finetune().seed, settings.correction_finetune().seed)
+
+    monkeypatch.setattr(engine, "benchmark_engine", capture)
+    monkeypatch.setattr(interactive, "simulate_session", capture)
+    monkeypatch.setattr(first_masks, "benchmark_first_masks", capture)
+    with pytest.raises(Captured) as captured:
+        main(["bench", "--part", part, "--davis-root", str(davis_folder), "--sequences", "val", "--clips", "0",
+              "--finetune-seed", "3"])
+    assert captured.value.args == (3, 3)
 
 
 def test_bench_finetune_fine_tunes_on_the_device_asked_for(monkeypatch):
