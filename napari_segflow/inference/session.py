@@ -49,9 +49,9 @@ from napari_segflow.device import (
     choose_device, is_out_of_memory, out_of_memory_error, place_for_training, place_model,
 )
 from napari_segflow.errors import SegFlowError
-from napari_segflow.inference.journal import Entry, Journal
 from napari_segflow.inference.carried_results import remove_leftovers
 from napari_segflow.inference.frame_result import FrameResult
+from napari_segflow.inference.journal import Entry, Journal
 from napari_segflow.inference.propagation import (
     Stretch, correction_stretches, expected_results, frame_order, propagate, propagate_between,
 )
