@@ -62,7 +62,7 @@ def load_checkpoint(path, expected: ModelConfig | str | None = None, map_locatio
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises several types for damaged files
-        raise SegFlowError(f"{path}: not a readable checkpoint ({error})") from error
+        raise SegFlowError(f"{path}: not a readable checkpoint ({_load_failure(error)})") from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise SegFlowError(f"{path}: not a napari-segflow checkpoint (no '{FORMAT}' tag)")
     if payload.get("version") != VERSION:
@@ -93,3 +93,12 @@ def _check_expected(config: ModelConfig, expected: ModelConfig | str | None, pat
     ]
     if differing:
         raise SegFlowError(f"{path}: checkpoint config differs from the expected one ({'; '.join(differing)})")
+
+
+def _load_failure(error: Exception) -> str:
+    """torch.load's reason in a line. Its message for a file that is not plain tensors advises loading it with
+    ``weights_only=False``, which would run whatever code the file holds: not advice to pass on."""
+    message = str(error)
+    if "weights_only" in message:
+        return "it is not a file of tensors written by torch.save; segflow writes its checkpoints with `segflow train`"
+    return message.strip().splitlines()[0] if message.strip() else type(error).__name__

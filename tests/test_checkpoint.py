@@ -65,6 +65,10 @@ def test_damaged_and_foreign_files(tmp_path):
         load_checkpoint(tmp_path / "foreign.pt")
     with pytest.raises(SegFlowError, match="no such checkpoint"):
         load_checkpoint(tmp_path / "absent.pt")
+    torch.save({"code": print}, tmp_path / "pickled.pt")  # more than tensors: torch's own message says to unpickle it
+    with pytest.raises(SegFlowError, match="pickled.pt: not a readable checkpoint") as refused:
+        load_checkpoint(tmp_path / "pickled.pt")
+    assert "weights_only" not in str(refused.value) and "\n" not in str(refused.value)
 
 
 def test_half_precision_file_is_half_the_size_and_loads_as_float32(tiny_config, tmp_path):

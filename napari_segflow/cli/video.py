@@ -64,6 +64,7 @@ def run_propagate(args: argparse.Namespace) -> int:
     if args.session:
         _checked_new_session_folder(args.session)
     video = open_video(args.video)
+    _check_no_foreign_masks(out, video.names)
     annotations = {}
     if args.box is not None:
         if args.mask:
@@ -89,6 +90,8 @@ def run_propagate(args: argparse.Namespace) -> int:
         names = session.frames.names
         attention = {}
         for result in drive(session.run(), settings.finetune.steps, session.pending_results):
+            if not attention:  # the folder marked as segflow's before its first mask, so a stopped run can be rerun
+                write_text(attention_csv({}, names), out / ATTENTION_FILE)
             write_label_png(result.labels, out / f"{names[result.index]}.png")
             if flow_out is not None:
                 write_flo(result.flow, flow_out / f"{names[result.index]}.flo")
@@ -96,8 +99,9 @@ def run_propagate(args: argparse.Namespace) -> int:
     write_text(attention_csv(attention, names), out / ATTENTION_FILE)
     written = len(attention)
     worst = ", ".join(str(t) for t in frames_worth_a_look(attention, annotations, len(names)))
+    look = f"frames most worth a look: {worst}" if worst else "every frame is annotated"
     print(f"wrote {written} masks to {out}" + (f" and {written} flow fields to {flow_out}" if flow_out else "")
-          + f"; frames most worth a look: {worst} ({out / ATTENTION_FILE})")
+          + f"; {look} ({out / ATTENTION_FILE})")
     return 0
 
 
@@ -165,6 +169,21 @@ def _checked_output_folder(value: str, option: str) -> Path:
     if path.exists() and not path.is_dir():
         raise SegFlowError(f"{option} {value} is a file; name a folder (new or existing) for one file per frame")
     return path
+
+
+def _check_no_foreign_masks(out: Path, names: list[str]) -> None:
+    """``--out`` may hold an earlier run's masks (its attention.csv says so), which a new run replaces; PNGs of
+    the masks' names that segflow did not write (the user's masks, or the video's own frames) are kept."""
+    from napari_segflow.errors import SegFlowError
+
+    if not out.is_dir() or (out / ATTENTION_FILE).exists():
+        return
+    taken = [f"{name}.png" for name in names if (out / f"{name}.png").exists()]
+    if taken:
+        raise SegFlowError(
+            f"--out {out} already holds {len(taken)} PNG(s) with the masks' file names ({taken[0]}, ...) and no "
+            f"{ATTENTION_FILE}, so segflow did not write them; name a new or empty folder"
+        )
 
 
 def _checked_new_session_folder(value: str) -> None:

@@ -141,7 +141,8 @@ class ArrayFrames(VideoFrames):
         super().__init__(source, array.shape[0], array.shape[1], array.shape[2])
 
     def _read(self, index: int) -> np.ndarray:
-        return self.array[index]
+        # a copy: a memory-mapped .npy is read-only, and torch warns on every tensor made from one
+        return np.array(self.array[index])
 
 
 def _natural_key(path: Path) -> list:
@@ -159,6 +160,26 @@ class ImageFolderFrames(VideoFrames):
         first = self._load(0)
         first = to_rgb_uint8(first, str(folder), 0)
         super().__init__(str(folder), len(files), first.shape[0], first.shape[1], [p.stem for p in files])
+        self._check_sizes()
+
+    def _check_sizes(self) -> None:
+        """Every image the first one's size, read from the files' headers: a stray image of another size would
+        otherwise stop a run when propagation reaches it, after the fine-tune."""
+        from PIL import Image
+
+        height, width = self.shape[1:3]
+        for index, path in enumerate(self.files[1:], start=1):
+            try:
+                with Image.open(path) as image:
+                    size = image.size
+            except (OSError, ValueError):  # a header PIL cannot read: decode the image instead
+                frame = self._load(index)
+                size = (frame.shape[1], frame.shape[0])
+            if size != (width, height):
+                raise SegFlowError(
+                    f"{self.source}: {path.name} (frame {index}) is {size[0]}x{size[1]}, the first frame is "
+                    f"{width}x{height}; every frame of a video must have one size"
+                )
 
     def _load(self, index: int) -> np.ndarray:
         import imageio.v3 as iio
@@ -353,7 +374,7 @@ def write_label_pngs(labels: np.ndarray, folder, names: Sequence[str] | None = N
 def read_label_image(path) -> np.ndarray:
     """A label image as (H, W) uint8 ids. Indexed PNGs give their indices; a grey image holding only
     0 and 255 (DAVIS 2016 masks) gives 0/1; other grey images give their values; RGB images are matched
-    to the DAVIS palette."""
+    to the DAVIS palette, and read as grey when they are not and their channels are equal."""
     import imageio.v3 as iio
     from PIL import Image
 
@@ -374,19 +395,33 @@ def read_label_image(path) -> np.ndarray:
         if array.shape[-1] == 1:
             array = array[..., 0]
     if array.ndim == 2:
-        values = np.unique(array)
-        if set(values.tolist()) <= {0, 255}:
-            return (array > 0).astype(np.uint8)
-        return _checked_labels(array, str(path))
+        return _grey_labels(array, path)
     colours = array.reshape(-1, 3)
     palette = {tuple(c): i for i, c in enumerate(davis_palette().tolist())}
     unique, inverse = np.unique(colours, axis=0, return_inverse=True)
     ids = []
     for colour in unique.tolist():
         if tuple(colour) not in palette:
-            raise SegFlowError(f"{path}: colour {tuple(colour)} is not in the DAVIS palette; save the mask as indexed PNG")
+            if _channels_equal(array):  # grey saved as RGB, as many tools save a black-and-white mask
+                return _grey_labels(array[..., 0], path)
+            raise SegFlowError(
+                f"{path}: colour {tuple(colour)} is not in the DAVIS palette; save the mask as an indexed PNG, or as "
+                "a grey image (0 background, 1, 2, ... one id per object; or 0 and 255 for one object)"
+            )
         ids.append(palette[tuple(colour)])
     return np.asarray(ids, np.uint8)[inverse.ravel()].reshape(array.shape[:2])
+
+
+def _grey_labels(array: np.ndarray, path: Path) -> np.ndarray:
+    """(H, W) grey values as ids: only 0 and 255 is one object (DAVIS 2016 masks), else the values."""
+    if set(np.unique(array).tolist()) <= {0, 255}:
+        return (array > 0).astype(np.uint8)
+    return _checked_labels(array, str(path))
+
+
+def _channels_equal(array: np.ndarray) -> bool:
+    """Whether an (H, W, 3) image is grey stored as RGB (as many tools save a black-and-white mask)."""
+    return bool((array[..., 0] == array[..., 1]).all() and (array[..., 0] == array[..., 2]).all())
 
 
 def check_annotation(labels: np.ndarray, frame_shape: tuple[int, ...], name: str) -> np.ndarray:

@@ -182,3 +182,58 @@ def test_propagate_bad_input_is_one_line_before_any_work(tmp_path, frame_folder,
     assert not (tmp_path / "o").exists()
     assert (tmp_path / "a_file.txt").read_text() == "keep me"
     assert (tmp_path / "damaged" / "session.json").read_text() == "{cut off"
+
+
+def test_propagate_keeps_pngs_it_did_not_write_in_out(tmp_path, frame_folder, tiny_weights, capsys):
+    frames_before = {p.name: p.read_bytes() for p in frame_folder.iterdir()}
+    users = tmp_path / "users"
+    users.mkdir()
+    (users / "shot_3.png").write_bytes(b"the user's own mask")
+    for out in (frame_folder, users):  # the video's own frames, a user's folder of masks
+        code = main(["propagate", str(frame_folder), "--mask", str(tmp_path / "mask.png"), "--frame", "2",
+                     "--out", str(out), "--weights", tiny_weights, *FAST])
+        error = capsys.readouterr().err
+        assert code == 2 and error.count("\n") == 1
+        assert f"--out {out} already holds" in error and "segflow did not write them" in error
+        assert not (out / "attention.csv").exists()
+    assert {p.name: p.read_bytes() for p in frame_folder.iterdir()} == frames_before
+    assert (users / "shot_3.png").read_bytes() == b"the user's own mask"
+
+
+def test_propagate_replaces_an_earlier_run_even_one_stopped_midway(tmp_path, frame_folder, tiny_weights, capsys):
+    out = tmp_path / "masks"
+    arguments = ["propagate", str(frame_folder), "--mask", str(tmp_path / "mask.png"), "--frame", "2",
+                 "--out", str(out), "--weights", tiny_weights, *FAST]
+    assert main(arguments) == 0
+    written = (out / "shot_4.png").read_bytes()
+    rows = (out / "attention.csv").read_text().splitlines()
+    assert len(rows) == 6
+    (out / "attention.csv").write_text(rows[0] + "\n")  # as a run stopped before its end leaves it
+    (out / "shot_4.png").write_bytes(b"stale")
+    assert main(arguments) == 0
+    assert (out / "shot_4.png").read_bytes() == written
+    assert len((out / "attention.csv").read_text().splitlines()) == 6
+    capsys.readouterr()
+
+
+def test_propagate_refuses_a_frame_folder_of_mixed_sizes_before_any_work(tmp_path, frame_folder, tiny_weights,
+                                                                         capsys):
+    Image.fromarray(np.zeros((50, 60, 3), np.uint8)).save(frame_folder / "shot_3.png")
+    code = main(["propagate", str(frame_folder), "--mask", str(tmp_path / "mask.png"), "--out", str(tmp_path / "o"),
+                 "--weights", tiny_weights, *FAST])
+    error = capsys.readouterr().err
+    assert code == 2 and error.count("\n") == 1
+    assert "shot_3.png (frame 3) is 60x50, the first frame is 128x96" in error
+    assert not (tmp_path / "o").exists()
+
+
+def test_propagate_says_so_when_every_frame_is_annotated(tmp_path, tiny_weights, capsys):
+    mask = np.zeros((96, 128), np.uint8)
+    mask[30:60, 40:80] = 1
+    write_label_png(mask, tmp_path / "mask.png")
+    np.save(tmp_path / "one.npy", np.full((1, 96, 128, 3), 90, np.uint8))
+    code = main(["propagate", str(tmp_path / "one.npy"), "--mask", str(tmp_path / "mask.png"),
+                 "--out", str(tmp_path / "o"), "--weights", tiny_weights, *FAST])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "wrote 1 masks to" in printed and "; every frame is annotated (" in printed

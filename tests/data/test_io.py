@@ -101,8 +101,8 @@ def test_image_folder_in_natural_order(tmp_path):
     assert video.names[:3] == ["frame0", "frame1", "frame2"] and video.names[10] == "frame10"
     np.testing.assert_array_equal(video[10], frames[10])
     Image.fromarray(frames[0][:20]).save(tmp_path / "frame11.png")
-    with pytest.raises(SegFlowError, match="frame 11"):
-        open_video(tmp_path)[11]
+    with pytest.raises(SegFlowError, match=r"frame11.png \(frame 11\) is 64x20, the first frame is 64x48"):
+        open_video(tmp_path)  # on opening, not when a run reaches the frame
 
 
 def test_tiff_stack_grey_16bit(tmp_path):
@@ -122,6 +122,8 @@ def test_npy_memory_map_and_rgba(tmp_path):
     np.save(tmp_path / "video.npy", rgba)
     video = open_video(tmp_path / "video.npy")
     np.testing.assert_array_equal(video[1], rgba[1, ..., :3])
+    np.save(tmp_path / "rgb.npy", rgba[..., :3])
+    assert open_video(tmp_path / "rgb.npy")[1].flags.writeable  # torch warns on tensors of a read-only memory map
 
 
 def test_normalisation_of_floats_and_nan():
@@ -166,6 +168,25 @@ def test_grey_and_rgb_masks_read_as_ids(tmp_path):
     np.testing.assert_array_equal(read_label_image(tmp_path / "rgb.png"), [[0, 1], [2, 0]])
     with pytest.raises(SegFlowError, match="no such mask"):
         read_label_image(tmp_path / "missing.png")
+
+
+def test_grey_masks_saved_as_rgb_read_as_grey_unless_in_the_palette(tmp_path):
+    white = np.zeros((6, 6, 3), np.uint8)
+    white[1:3, 1:3] = 255
+    Image.fromarray(white).save(tmp_path / "white.png")
+    np.testing.assert_array_equal(read_label_image(tmp_path / "white.png"), white[..., 0] // 255)
+    grey = np.full((2, 2, 3), 128, np.uint8)  # DAVIS colour of object 7
+    grey[0, 0] = 0
+    Image.fromarray(grey).save(tmp_path / "grey.png")
+    np.testing.assert_array_equal(read_label_image(tmp_path / "grey.png"), [[0, 7], [7, 7]])
+    grey[1, 1] = 60  # no longer all palette colours: the grey values themselves
+    Image.fromarray(grey).save(tmp_path / "grey.png")
+    np.testing.assert_array_equal(read_label_image(tmp_path / "grey.png"), [[0, 128], [128, 60]])
+    colour = np.zeros((2, 2, 3), np.uint8)
+    colour[0, 0] = (255, 0, 0)
+    Image.fromarray(colour).save(tmp_path / "colour.png")
+    with pytest.raises(SegFlowError, match=r"colour \(255, 0, 0\) is not in the DAVIS palette.*or as a grey image"):
+        read_label_image(tmp_path / "colour.png")
 
 
 def test_writers_reject_bad_labels_and_leave_nothing(tmp_path):
