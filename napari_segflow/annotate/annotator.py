@@ -83,7 +83,9 @@ class Annotator:
     """The model behind the dock widget. ``weights`` and ``settings`` are those of the sessions it makes."""
 
     def __init__(self, viewer, weights=None, settings: SessionSettings = SessionSettings()) -> None:
-        self.viewer = viewer
+        # napari hands a plugin's widget a proxy of the viewer, whose add_* return proxies of the new layers while
+        # the layer list and its events hold the layers themselves; the annotator tells layers apart by identity
+        self.viewer = getattr(viewer, "__wrapped__", viewer)
         self.weights = weights
         self.settings = settings
         self.session: VideoSession | None = None
@@ -379,12 +381,14 @@ class Annotator:
             video = video_source(self.video_layer)
         session = VideoSession.open(folder, video=video, weights=self.weights)
         self.close_session()
-        if state["video"] is not None:
-            data, meta, _ = video_layer_data(state["video"])
-            self.video_layer = self.viewer.add_image(data, **meta)
         self.session = session
         self.settings = session.settings
         self.masks_layer = self.flow_layer = self.confidence_layer = self.arrows_layer = None
+        if state["video"] is not None:
+            data, meta, _ = video_layer_data(state["video"])
+            # chosen before it joins the viewer: the widget, told of a new video layer, would start afresh on it
+            self.video_layer = Image(data, **meta)
+            self.viewer.add_layer(self.video_layer)
         annotations = np.zeros(session.frames.shape[:3], np.uint8)
         for t, labels in session.annotations.items():
             annotations[t] = labels

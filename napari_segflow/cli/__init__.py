@@ -74,9 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=run_demo)
 
     view = commands.add_parser("view", help="napari with a video (default: the sample clip) and the SegFlow widget")
-    view.add_argument("video", nargs="?", help="a video file or a folder of frames (default: the sample clip)")
+    view.add_argument("video", nargs="?", help="a video file, a folder of frames, a TIFF stack or a .npy array "
+                      "(default: the sample clip)")
     view.add_argument("--mask", help="a label image to put on the annotation layer")
-    view.add_argument("--frame", type=int, default=0, help="the frame --mask belongs to (default: 0)")
+    view.add_argument("--frame", type=int, help="the frame --mask belongs to (default: 0)")
     view.add_argument("--session", help="reopen a saved session folder instead")
     view.set_defaults(run=run_view)
 

@@ -5,29 +5,31 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from napari_segflow.errors import SegFlowError
 
 PLUGIN, WIDGET = "napari-segflow", "SegFlow annotation"
 
 
-def open_viewer(video: str | None = None, mask: str | None = None, frame: int = 0, session: str | None = None,
-                show: bool = True):
+def open_viewer(video: str | None = None, mask: str | None = None, frame: int | None = None,
+                session: str | None = None, show: bool = True):
     """A napari viewer holding ``video`` (the sample clip when None) and the dock widget; ``mask`` goes on
-    frame ``frame`` of the annotation layer; ``session`` reopens a saved session instead."""
+    frame ``frame`` (default 0) of the annotation layer; ``session`` reopens a saved session instead. The
+    inputs are checked before the window opens (SegFlowError naming the argument)."""
     import napari
+    import numpy as np
 
-    from napari_segflow.data.io import read_annotation
-
+    video_layer, annotation = checked_view_inputs(video, mask, frame, session)
     viewer = napari.Viewer(title="napari-segflow", show=show)
-    if session is None:
-        if video is None:
-            viewer.open_sample(PLUGIN, "bear")
-        else:
-            layer = viewer.open(video, plugin=PLUGIN)[0]
-            if mask is not None:
-                labels = viewer.add_labels(_zeros_for(layer), name="annotation")
-                labels.data[frame] = read_annotation(mask, layer.data.shape[1:])
+    if video_layer is not None:
+        frames, options, _ = video_layer
+        viewer.add_image(frames, **options)
+        if annotation is not None:
+            labels = viewer.add_labels(np.zeros(frames.shape[:3], np.uint8), name="annotation")
+            labels.data[frame or 0] = annotation
+    elif session is None:
+        viewer.open_sample(PLUGIN, "bear")
     viewer.dims.axis_labels = ("frame", "y", "x")
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
     if session is not None:
@@ -35,10 +37,38 @@ def open_viewer(video: str | None = None, mask: str | None = None, frame: int = 
     return viewer, widget
 
 
-def _zeros_for(layer):
-    import numpy as np
+def checked_view_inputs(video: str | None, mask: str | None, frame: int | None, session: str | None):
+    """(the video layer's data as the plugin's reader gives it, or None; the annotation of ``frame``, or None).
+    The video is opened by the plugin's own reader, so every input `segflow propagate` takes opens here too
+    (TIFF stacks and .npy arrays, which napari's reader choice leaves to its built-in reader)."""
+    from napari_segflow._reader import video_layer_data
+    from napari_segflow.data.io import read_annotation
+    from napari_segflow.inference.session import SESSION_FILE
 
-    return np.zeros(layer.data.shape[:3], np.uint8)
+    if session is not None:
+        if video is not None or mask is not None:
+            raise SegFlowError("--session: a saved session brings its own video and masks; give it without VIDEO "
+                               "and --mask")
+        if not (Path(session) / SESSION_FILE).is_file():
+            raise SegFlowError(f"--session {session}: no saved session there (no {SESSION_FILE}); name a folder "
+                               "the widget's Save session or `segflow propagate --session` wrote")
+        return None, None
+    if mask is None:
+        if frame is not None:
+            raise SegFlowError("--frame: it names the frame of a --mask; give the --mask too")
+        return (video_layer_data(video) if video is not None else None), None
+    if video is None:
+        raise SegFlowError("--mask: give the VIDEO it belongs to (the sample clip opens with its own mask)")
+    video_layer = video_layer_data(video)
+    count = len(video_layer[0])
+    index = 0 if frame is None else frame
+    if not 0 <= index < count:
+        raise SegFlowError(f"--frame {index}: out of range, the video has {count} frames (0..{count - 1})")
+    try:
+        annotation = read_annotation(mask, video_layer[0].shape[1:3])
+    except SegFlowError as error:
+        raise SegFlowError(f"--mask {mask}: {error}") from error
+    return video_layer, annotation
 
 
 def run_view(args: argparse.Namespace) -> int:
