@@ -26,10 +26,14 @@ def widget(make_napari_viewer, clip, tiny_config, tiny_settings):
     """The dock widget on a viewer holding the clip, driving a tiny network."""
     from napari_segflow._qt.widget import SegFlowWidget
 
+    from napari.utils._proxies import PublicOnlyProxy
+
     viewer = make_napari_viewer()
     viewer.add_image(clip[0], name="clip", rgb=True)
-    annotator = Annotator(viewer, weights=SegFlowNet(tiny_config), settings=tiny_settings)
-    widget = SegFlowWidget(viewer, annotator)
+    # as napari makes a plugin's widget: handed a proxy of the viewer, whose add_* and [] give proxies of layers
+    proxy = PublicOnlyProxy(viewer)
+    annotator = Annotator(proxy, weights=SegFlowNet(tiny_config), settings=tiny_settings)
+    widget = SegFlowWidget(proxy, annotator)
     viewer.window.add_dock_widget(widget)
     yield widget
     if widget.worker is not None:

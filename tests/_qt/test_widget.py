@@ -47,7 +47,7 @@ def test_the_widget_opens_through_the_manifest(make_napari_viewer):
 
 
 def test_an_annotation_layer_is_made_for_the_video(widget, clip):
-    layers = widget.viewer.layers
+    layers = widget.annotator.viewer.layers  # the layers themselves: widget.viewer hands out napari's proxies
     assert "annotation" in layers
     assert layers["annotation"].data.shape == clip[1].shape
     assert widget.annotator.annotation_layer is layers["annotation"]
@@ -185,7 +185,7 @@ def test_pressing_run_with_no_mask_is_a_notification_that_changes_nothing(qtbot,
 
 
 def test_a_bad_annotation_layer_is_refused(qtbot, widget):
-    viewer = widget.viewer
+    viewer = widget.annotator.viewer
     viewer.add_labels(np.zeros((3, 10, 10), np.uint8), name="small")
     with pytest.raises(Exception, match="small"):
         widget.annotator.use_annotation(viewer.layers["small"])
@@ -277,7 +277,7 @@ def _first_mask_done(qtbot, widget) -> None:
 
 
 def test_a_box_becomes_the_frames_mask_on_the_annotation_layer(qtbot, widget, clip):
-    viewer = widget.viewer
+    viewer = widget.annotator.viewer
     truth = first_object(clip[1], frame=2)
     ys, xs = np.nonzero(truth)
     viewer.dims.set_current_step(0, 2)
@@ -298,7 +298,7 @@ def test_a_box_becomes_the_frames_mask_on_the_annotation_layer(qtbot, widget, cl
 
 
 def test_a_box_outside_the_frame_or_one_kind_of_stroke_changes_nothing(qtbot, widget, clip):
-    viewer = widget.viewer
+    viewer = widget.annotator.viewer
     viewer.dims.set_current_step(0, 0)
     annotation = widget.annotator.use_annotation(None)
     before = np.asarray(annotation.data).copy()
