@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Iterator
 
 
 def session_settings(args: argparse.Namespace, keep_flow: bool, bidirectional: bool = False, seed: int = 0):
@@ -20,15 +21,14 @@ def session_settings(args: argparse.Namespace, keep_flow: bool, bidirectional: b
                            keep_flow=keep_flow, device=args.device)
 
 
-def drive(events, total_steps: int, total_results: int, label: str = "") -> list:
+def drive(events, total_steps: int, total_results: int, label: str = "") -> Iterator:
     """Run a session generator under two tqdm bars on stderr (fine-tune steps; frame results, ``total_results``
-    of them: a frame between two annotated frames is carried from both, so counts twice); the final
-    FrameResults."""
+    of them: a frame between two annotated frames is carried from both, so counts twice), yielding each final
+    FrameResult as it comes, so that a long video's results are written as they come rather than held."""
     from tqdm import tqdm
 
     from napari_segflow.inference.frame_result import FrameResult
 
-    results = []
     tune = tqdm(total=total_steps, desc=f"{label}fine-tune", unit="step", file=sys.stderr, leave=False)
     frames = None
     try:
@@ -40,7 +40,7 @@ def drive(events, total_steps: int, total_results: int, label: str = "") -> list
                                   leave=False)
                 frames.update(1)
                 if event.final:
-                    results.append(event)
+                    yield event
             else:
                 tune.total = event.total  # the budget that ends first: steps or seconds
                 tune.update(event.step - tune.n)
@@ -49,7 +49,6 @@ def drive(events, total_steps: int, total_results: int, label: str = "") -> list
         tune.close()
         if frames is not None:
             frames.close()
-    return results
 
 
 def run_propagate(args: argparse.Namespace) -> int:
@@ -270,7 +269,8 @@ def run_eval(args: argparse.Namespace) -> int:
         truths = np.stack([sequence.mask(i) for i in range(len(sequence))])
         with VideoSession(sequence.frames, weights=args.weights, settings=settings) as session:
             session.add_annotation(0, first)
-            drive(session.run(), settings.finetune.steps, session.pending_results, f"{sequence.name}: ")
+            for _ in drive(session.run(), settings.finetune.steps, session.pending_results, f"{sequence.name}: "):
+                pass  # the session keeps each frame's result; all of them are read back below
             predictions = session.labels_volume()
         ids = sorted(int(i) for i in np.unique(first) if i > 0)
         scores = score_sequence(predictions, truths, object_ids=ids)

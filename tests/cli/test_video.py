@@ -237,3 +237,23 @@ def test_propagate_says_so_when_every_frame_is_annotated(tmp_path, tiny_weights,
     assert code == 0
     printed = capsys.readouterr().out
     assert "wrote 1 masks to" in printed and "; every frame is annotated (" in printed
+
+
+def test_propagate_writes_each_mask_as_it_comes(tmp_path, frame_folder, tiny_weights, monkeypatch, capsys):
+    from napari_segflow.inference.frame_result import FrameResult
+    from napari_segflow.inference.session import VideoSession
+
+    out = tmp_path / "masks"
+    original, on_disk = VideoSession.run, []
+
+    def run(session):
+        for event in original(session):
+            if isinstance(event, FrameResult) and event.final:
+                on_disk.append(len(list(out.glob("*.png"))))  # masks written before this result is handed on
+            yield event
+
+    monkeypatch.setattr(VideoSession, "run", run)
+    assert main(["propagate", str(frame_folder), "--mask", str(tmp_path / "mask.png"), "--frame", "2",
+                 "--out", str(out), "--weights", tiny_weights, *FAST]) == 0
+    assert on_disk == [0, 1, 2, 3, 4]  # a long video's results are not held until its end
+    capsys.readouterr()
