@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from napari_segflow._sample_data import SAMPLE_CLIP
 from napari_segflow.checkpoint import SHIPPED_WEIGHTS
-from napari_segflow.cli.bench import run_bench
+from napari_segflow.cli.bench import JSON_PARTS, run_bench
 from napari_segflow.cli.demo import run_demo
 from napari_segflow.cli.train import run_train
 from napari_segflow.cli.video import run_eval, run_flow, run_propagate
@@ -58,15 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
                             "between seeds is a few points; default: 0)")
     bench.add_argument("--rounds", type=int, default=5, help="--part interactive: correction rounds (default: 5)")
     bench.add_argument("--plot", help="--part interactive: also draw J&F against rounds in this PNG")
-    bench.add_argument("--json", help="also write the results as JSON here")
-    bench.add_argument("--video", default="sample_data/bear/bear.mp4", help="video for --part finetune and long")
-    bench.add_argument("--mask", default="sample_data/bear/first_frame_mask.png", help="its first-frame mask")
+    bench.add_argument("--json", help=f"--part {', '.join(JSON_PARTS)}: also write the results as JSON here")
+    bench.add_argument("--video", default=str(SAMPLE_CLIP / "bear.mp4"),
+                       help="video for --part finetune and long (default: the sample clip)")
+    bench.add_argument("--mask", default=str(SAMPLE_CLIP / "first_frame_mask.png"),
+                       help="its first-frame mask (default: the sample clip's)")
     bench.add_argument("--frame-size", type=int, nargs=2, metavar=("H", "W"), default=(480, 854),
                        help="resize the frames to this size for --part finetune and long (default: 480 854)")
     bench.set_defaults(run=run_bench)
 
     demo = commands.add_parser("demo", help="fine-tune on the sample clip's first frame, propagate, score")
-    demo.add_argument("--sample", default="sample_data/bear", help="folder with NAME.mp4, first_frame_mask.png, masks/")
+    demo.add_argument("--sample", default=str(SAMPLE_CLIP),
+                      help="folder with NAME.mp4, first_frame_mask.png, masks/ (default: the sample clip)")
     demo.add_argument("--weights", default=str(SHIPPED_WEIGHTS))
     demo.add_argument("--out", default="out/demo")
     demo.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, ...")

@@ -6,8 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from napari_segflow.cli.video import session_settings
+from napari_segflow.cli.video import checked_output_file, session_settings
 from napari_segflow.errors import SegFlowError
+
+#: The parts whose results --json writes (and --plot draws: interactive only).
+JSON_PARTS = ("accuracy", "flow", "interactive")
 
 def run_bench(args: argparse.Namespace) -> int:
     import torch
@@ -15,6 +18,7 @@ def run_bench(args: argparse.Namespace) -> int:
     from napari_segflow.data.resolution import DEFAULT_LONG_SIDE
     from napari_segflow.evaluation.benchmark import benchmark_model, benchmark_synthetic, model_report
 
+    _check_outputs(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.long_side is None and args.part != "flow":
@@ -39,6 +43,18 @@ def run_bench(args: argparse.Namespace) -> int:
     data = benchmark_synthetic(clips=args.clips)
     print(model_report(timings, data, torch.get_num_threads()))
     return 0
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """--json and --plot, before a bench's minutes of work: a part that writes them, a file in a folder that exists."""
+    if args.json:
+        if args.part not in JSON_PARTS:
+            raise SegFlowError(f"--json: --part {args.part} writes no JSON (--part {', '.join(JSON_PARTS)} do)")
+        checked_output_file(args.json, "--json", "results.json")
+    if args.plot:
+        if args.part != "interactive":
+            raise SegFlowError(f"--plot: --part {args.part} draws no plot (--part interactive does)")
+        checked_output_file(args.plot, "--plot", "rounds.png")
 
 
 def _bench_flow(args: argparse.Namespace) -> int:

@@ -225,7 +225,7 @@ def run_flow(args: argparse.Namespace) -> int:
         raise SegFlowError(f"--refinements must be 0 or more, got {args.refinements}")
     if args.polish < 0:
         raise SegFlowError(f"--polish must be 0 or more, got {args.polish}")
-    out = _checked_output_file(args.out, "--out")
+    out = checked_output_file(args.out, "--out")
     first, second = (to_rgb_uint8(read_image(path), str(path), 0) for path in (args.image1, args.image2))
     check_pair(first, second, (args.image1, args.image2))
     geometry = working_geometry(*first.shape[:2], args.long_side)
@@ -241,13 +241,13 @@ def run_flow(args: argparse.Namespace) -> int:
     return 0
 
 
-def _checked_output_file(value: str, option: str) -> Path:
+def checked_output_file(value: str, option: str, example: str = "flow.flo") -> Path:
     """An output file's path, checked before any work: not a folder, and its folder exists."""
     from napari_segflow.errors import SegFlowError
 
     path = Path(value)
     if path.is_dir():
-        raise SegFlowError(f"{option} {value} is a folder; name the file to write (for example {path / 'flow.flo'})")
+        raise SegFlowError(f"{option} {value} is a folder; name the file to write (for example {path / example})")
     if not path.parent.is_dir():
         raise SegFlowError(f"{option} {value}: the folder {path.parent} does not exist")
     return path

@@ -21,16 +21,36 @@ def test_bad_arguments_exit_with_usage(capsys):
     assert "invalid choice" in capsys.readouterr().err
 
 
-def test_demo_runs_on_the_sample_with_the_shipped_weights(tmp_path, capsys):
-    from pathlib import Path
-
-    sample = Path(__file__).resolve().parents[2] / "sample_data" / "bear"
-    assert main(["demo", "--sample", str(sample), "--out", str(tmp_path), "--finetune-seconds", "1"]) == 0
+def test_demo_runs_on_the_sample_with_the_shipped_weights(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # the sample clip is found from any working folder
+    assert main(["demo", "--out", "demo", "--finetune-seconds", "1"]) == 0
     out = capsys.readouterr().out
     assert "bear: SegFlow J" in out and "DIS flow warping J" in out
-    assert len(list((tmp_path / "masks").glob("*.png"))) == 82
-    assert len(list((tmp_path / "flow").glob("*.png"))) == 82
-    assert (tmp_path / "overview.png").is_file()
+    assert len(list((tmp_path / "demo" / "masks").glob("*.png"))) == 82
+    assert len(list((tmp_path / "demo" / "flow").glob("*.png"))) == 82
+    assert (tmp_path / "demo" / "overview.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--part", "model", "--json", "{out}/r.json"], "--json: --part model writes no JSON"),
+        (["--part", "engine", "--plot", "{out}/p.png"], "--plot: --part engine draws no plot"),
+        (["--part", "interactive", "--json", "{out}/missing/r.json"], "the folder {out}/missing does not exist"),
+        (["--part", "interactive", "--plot", "{out}"], "--plot {out} is a folder; name the file to write"),
+    ],
+)
+def test_bench_outputs_are_checked_before_the_work(tmp_path, monkeypatch, capsys, arguments, message):
+    from napari_segflow.evaluation import benchmark, interactive
+
+    def no_work(*_, **__):
+        raise AssertionError("the bench started")
+
+    monkeypatch.setattr(benchmark, "benchmark_model", no_work)
+    monkeypatch.setattr(interactive, "simulate_session", no_work)
+    assert main(["bench", *[a.format(out=tmp_path) for a in arguments]]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("segflow: error:") and message.format(out=tmp_path) in error
 
 
 def test_bench_takes_ablation_names_that_start_with_a_dash():
