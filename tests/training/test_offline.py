@@ -398,3 +398,25 @@ def test_own_priors_reach_the_segmentation_windows(tiny_train_config, monkeypatc
     calls.clear()
     OfflineTrainer(replace(base, output=base.output + "2")).run(progress_bar=False)
     assert calls == []
+
+
+def test_a_new_run_into_a_folder_holding_a_run_is_refused_and_loses_nothing(tiny_train_config, tmp_path, capsys):
+    from dataclasses import asdict
+
+    import yaml
+
+    from napari_segflow.cli import main
+
+    values = asdict(replace(tiny_train_config, output=str(tmp_path / "run")))
+    values = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+    values["model_overrides"] = {k: list(v) if isinstance(v, tuple) else v for k, v in values["model_overrides"].items()}
+    config_path = tmp_path / "run.yaml"
+    config_path.write_text(yaml.safe_dump(values))
+    assert main(["train", "--config", str(config_path), "--no-progress"]) == 0
+    kept = {path.name: path.read_bytes() for path in (tmp_path / "run").iterdir() if path.is_file()}
+    assert {"final.pt", "metrics.jsonl"} <= set(kept)
+    capsys.readouterr()
+    assert main(["train", "--config", str(config_path), "--no-progress"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("segflow: error:") and "already holds a training run" in error and "--resume" in error
+    assert {path.name: path.read_bytes() for path in (tmp_path / "run").iterdir() if path.is_file()} == kept
