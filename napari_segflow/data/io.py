@@ -424,15 +424,20 @@ def _channels_equal(array: np.ndarray) -> bool:
     return bool((array[..., 0] == array[..., 1]).all() and (array[..., 0] == array[..., 2]).all())
 
 
+def mask_size(labels: np.ndarray) -> str:
+    """A mask's size as an error message gives it: WxH, or its shape when it is not one (H, W) image."""
+    labels = np.asarray(labels)
+    if labels.ndim == 2:
+        return f"{labels.shape[1]}x{labels.shape[0]}"
+    return f"shaped {tuple(labels.shape)}, not one (height, width) image"
+
+
 def check_annotation(labels: np.ndarray, frame_shape: tuple[int, ...], name: str) -> np.ndarray:
     """An annotation for frames of ``frame_shape`` ((H, W) or (H, W, 3)) as (H, W) uint8, or a SegFlowError
     that names it: another size than the frames, no object, ids outside 0..255."""
     labels = _checked_labels(np.asarray(labels), name)
     if labels.shape != tuple(frame_shape[:2]):
-        raise SegFlowError(
-            f"{name}: the mask is {labels.shape[1] if labels.ndim > 1 else '?'}x{labels.shape[0]}, "
-            f"the frames are {frame_shape[1]}x{frame_shape[0]}"
-        )
+        raise SegFlowError(f"{name}: the mask is {mask_size(labels)}, the frames are {frame_shape[1]}x{frame_shape[0]}")
     if not labels.any():
         raise SegFlowError(f"{name}: the mask holds no object (every pixel is 0)")
     return labels

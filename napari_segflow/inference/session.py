@@ -303,12 +303,13 @@ class VideoSession:
 
     def add_annotations(self, annotations: dict[int, np.ndarray]) -> None:
         """Several frames' labels at once, as one undoable change: all are checked before any is kept."""
-        for index, labels in annotations.items():
+        for index in annotations:
             self._check_index(index, "annotation frame")
+        merged = {**self.annotations, **{int(t): np.asarray(a) for t, a in annotations.items()}}
+        _, objects = prepare_annotations(self.frames, merged)  # sizes and ids first: they say more than "empty"
+        for index, labels in annotations.items():
             if not np.asarray(labels).any():
                 raise SegFlowError(f"annotation of frame {index}: the mask is empty (every pixel is 0)")
-        merged = {**self.annotations, **{int(t): np.asarray(a) for t, a in annotations.items()}}
-        _, objects = prepare_annotations(self.frames, merged)
         entry = self.journal.begin()
         try:
             for index, labels in annotations.items():

@@ -22,7 +22,7 @@ import torch
 from torch.profiler import record_function
 
 from napari_segflow.data.augment import AffineRanges, DeformationRanges, apply_affine, deformed_next_frame, random_affine
-from napari_segflow.data.io import check_annotation
+from napari_segflow.data.io import check_annotation, mask_size
 from napari_segflow.data.resolution import DEFAULT_LONG_SIDE, WorkingResolution
 from napari_segflow.errors import SegFlowError
 from napari_segflow.model.segflow import SegFlowNet
@@ -91,7 +91,7 @@ def prepare_annotations(
         labels = np.asarray(labels)
         if labels.shape != tuple(frames.shape[1:3]):
             raise SegFlowError(
-                f"annotation of frame {index}: the mask is {labels.shape[-1]}x{labels.shape[0]}, "
+                f"annotation of frame {index}: the mask is {mask_size(labels)}, "
                 f"the frames are {frames.shape[2]}x{frames.shape[1]}"
             )
         checked[int(index)] = labels

@@ -258,6 +258,10 @@ def test_several_annotations_are_one_change_and_a_bad_one_keeps_none(tmp_path, v
     session.add_annotations({0: good, 4: good})
     assert sorted(session.annotations) == [0, 4]
     assert session.undo() == [0, 4] and session.annotations == {}
+    small = np.zeros_like(good[:20])  # of another size and empty: the size is what to tell
+    with pytest.raises(SegFlowError, match=r"frame 2: the mask is \d+x20, the frames are"):
+        session.add_annotations({0: good, 2: small})
+    assert session.annotations == {}
 
 
 def test_a_temporary_session_saved_to_a_folder_reopens_there(tmp_path, video, settings, base):

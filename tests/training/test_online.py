@@ -79,6 +79,8 @@ def test_bad_annotations_fail_before_any_work(tiny_config, video):
         ({0: np.zeros_like(instances[0])}, "hold no object"),
         ({9: instances[0]}, "frame 9: out of range"),
         ({0: instances[0][:10]}, "frame 0: the mask is 128x10"),
+        ({0: np.stack([instances[0]] * 3, axis=-1)},
+         r"frame 0: the mask is shaped \(96, 128, 3\), not one \(height, width\) image, the frames are 128x96"),
     ]
     for annotations, message in cases:
         with pytest.raises(SegFlowError, match=message):
