@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from napari_segflow.data.io import IMAGE_SUFFIXES, VIDEO_SUFFIXES, open_video
+from napari_segflow.data.io import VIDEO_SUFFIXES, is_frame_file, open_video
 from napari_segflow.errors import SegFlowError
 
 #: Layer metadata keys: the file or folder a video layer's frames come from, and their per-frame names
@@ -24,7 +24,7 @@ def video_layer_data(path) -> tuple:
 
 def _readable(path: Path) -> bool:
     if path.is_dir():
-        return any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir())
+        return any(is_frame_file(p) for p in path.iterdir())
     return path.suffix.lower() in VIDEO_SUFFIXES
 
 

@@ -145,6 +145,12 @@ class ArrayFrames(VideoFrames):
         return np.array(self.array[index])
 
 
+def is_frame_file(path: Path) -> bool:
+    """An image of a folder of frames. Hidden files are not frames: macOS leaves a "._name.png" beside each image
+    it copies, and writers leave a hidden temporary file while they write."""
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
 def _natural_key(path: Path) -> list:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
 
@@ -153,7 +159,7 @@ class ImageFolderFrames(VideoFrames):
     """Frames from a folder of images, in natural name order (frame2 before frame10)."""
 
     def __init__(self, folder: Path) -> None:
-        files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key)
+        files = sorted((p for p in folder.iterdir() if is_frame_file(p)), key=_natural_key)
         if not files:
             raise SegFlowError(f"{folder}: the folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
         self.files = files

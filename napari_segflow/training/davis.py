@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_segflow.data.io import IMAGE_SUFFIXES, open_video, read_label_image
+from napari_segflow.data.io import is_frame_file, open_video, read_label_image
 from napari_segflow.errors import SegFlowError
 
 #: The real sequences the project never trains on, nor chooses weights or settings by: the model card's test.
@@ -59,7 +59,7 @@ class Sequence:
 
 
 def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in folder.iterdir() if is_frame_file(p))
 
 
 def find_sequences(root, names: list[str] | None = None, exclude: tuple[str, ...] = ()) -> list[Sequence]:

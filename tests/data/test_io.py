@@ -100,6 +100,8 @@ def test_image_folder_in_natural_order(tmp_path):
     video = open_video(tmp_path)
     assert video.names[:3] == ["frame0", "frame1", "frame2"] and video.names[10] == "frame10"
     np.testing.assert_array_equal(video[10], frames[10])
+    (tmp_path / "._frame3.png").write_bytes(b"macOS metadata, not an image")
+    assert len(open_video(tmp_path)) == 11  # hidden files are not frames
     Image.fromarray(frames[0][:20]).save(tmp_path / "frame11.png")
     with pytest.raises(SegFlowError, match=r"frame11.png \(frame 11\) is 64x20, the first frame is 64x48"):
         open_video(tmp_path)  # on opening, not when a run reaches the frame
