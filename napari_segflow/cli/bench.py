@@ -12,6 +12,7 @@ from napari_segflow.errors import SegFlowError
 #: The parts whose results --json writes (and --plot draws: interactive only).
 JSON_PARTS = ("accuracy", "flow", "interactive")
 
+
 def run_bench(args: argparse.Namespace) -> int:
     import torch
 

@@ -7,6 +7,7 @@ import signal
 import sys
 from pathlib import Path
 
+
 def parse_settings(pairs: list[str]) -> dict:
     """``KEY=VALUE`` pairs, each VALUE read as YAML (``flow_batch_size=32``, ``phase_max_steps=[800,0]``)."""
     import yaml
