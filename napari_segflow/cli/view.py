@@ -43,7 +43,7 @@ def checked_view_inputs(video: str | None, mask: str | None, frame: int | None, 
     (TIFF stacks and .npy arrays, which napari's reader choice leaves to its built-in reader)."""
     from napari_segflow._reader import video_layer_data
     from napari_segflow.data.io import read_annotation
-    from napari_segflow.inference.session import SESSION_FILE
+    from napari_segflow.inference.session import SESSION_FILE, VideoSession
 
     if session is not None:
         if video is not None or mask is not None:
@@ -52,6 +52,16 @@ def checked_view_inputs(video: str | None, mask: str | None, frame: int | None, 
         if not (Path(session) / SESSION_FILE).is_file():
             raise SegFlowError(f"--session {session}: no saved session there (no {SESSION_FILE}); name a folder "
                                "the widget's Save session or `segflow propagate --session` wrote")
+        try:
+            video_path = VideoSession.peek(session)["video"]
+        except SegFlowError as error:
+            raise SegFlowError(f"--session {session}: {error}") from error
+        if video_path is None:
+            raise SegFlowError(f"--session {session}: the session was made from an array in Python and names no "
+                               "video file; open it in napari with its video layer chosen (the widget's Open session)")
+        if not Path(video_path).exists():
+            raise SegFlowError(f"--session {session}: its video {video_path} is no longer there (a session refers to "
+                               "its video, it keeps no copy); put the video back there")
         return None, None
     if mask is None:
         if frame is not None:

@@ -85,3 +85,31 @@ def test_view_bad_input_is_one_line_before_a_window_opens(tmp_path, npy_clip, mo
     error = capsys.readouterr().err
     assert code == 2 and error.startswith("segflow: error:") and error.count("\n") == 1
     assert message.format(**places) in error
+
+
+def test_view_says_before_a_window_opens_why_a_session_cannot_reopen(tmp_path, npy_clip, tiny_config, monkeypatch,
+                                                                      capsys):
+    from napari_segflow.data.io import read_annotation
+    from napari_segflow.inference.session import VideoSession
+
+    video, mask_path, _ = npy_clip
+    frames = np.load(video)
+    mask = read_annotation(mask_path, frames.shape[1:3])
+    for name, source in (("from_array", frames), ("from_file", str(video))):
+        with VideoSession(source, tmp_path / name, weights=SegFlowNet(tiny_config)) as session:
+            session.add_annotation(2, mask)
+    (tmp_path / "damaged").mkdir()
+    (tmp_path / "damaged" / "session.json").write_text("{cut off")
+    video.rename(tmp_path / "moved.npy")
+
+    def no_window(**_):
+        raise AssertionError("a window opened")
+
+    monkeypatch.setattr(napari, "Viewer", no_window)
+    monkeypatch.setenv("DISPLAY", ":0")
+    for folder, message in (("damaged", "damaged session file"), ("from_array", "made from an array in Python"),
+                            ("from_file", f"its video {video} is no longer there")):
+        assert main(["view", "--session", str(tmp_path / folder)]) == 2
+        error = capsys.readouterr().err
+        assert error.startswith(f"segflow: error: --session {tmp_path / folder}: ") and error.count("\n") == 1
+        assert message in error
