@@ -261,6 +261,8 @@ def run_eval(args: argparse.Namespace) -> int:
     from napari_segflow.inference.session import VideoSession
     from napari_segflow.training.davis import find_sequences
 
+    if args.out:
+        _checked_output_folder(args.out, "--out")
     sequences = find_sequences(args.root, names=args.sequences)
     settings = session_settings(args, keep_flow=False, bidirectional=args.bidirectional)
     rows = []

@@ -257,3 +257,18 @@ def test_propagate_writes_each_mask_as_it_comes(tmp_path, frame_folder, tiny_wei
                  "--out", str(out), "--weights", tiny_weights, *FAST]) == 0
     assert on_disk == [0, 1, 2, 3, 4]  # a long video's results are not held until its end
     capsys.readouterr()
+
+
+def test_eval_refuses_an_out_that_is_a_file_before_any_work(tmp_path, davis_folder, tiny_weights, monkeypatch,
+                                                            capsys):
+    from napari_segflow.inference.session import VideoSession
+
+    def no_work(*_, **__):
+        raise AssertionError("a sequence was run")
+
+    monkeypatch.setattr(VideoSession, "run", no_work)
+    (tmp_path / "a_file.txt").write_text("keep me")
+    code = main(["eval", str(davis_folder), "--out", str(tmp_path / "a_file.txt"), "--weights", tiny_weights, *FAST])
+    error = capsys.readouterr().err
+    assert code == 2 and error.startswith("segflow: error: --out") and "is a file" in error
+    assert (tmp_path / "a_file.txt").read_text() == "keep me"
