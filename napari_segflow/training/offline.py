@@ -115,6 +115,20 @@ class TrainConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
+        for setting in fields(self):
+            _check_kind(setting.name, setting.type, getattr(self, setting.name))
+        for name in ("batch_size", "flow_batch_size", "validate_every", "checkpoint_every", "patience",
+                     "validation_window"):
+            if getattr(self, name) < 1:
+                raise SegFlowError(f"TrainConfig.{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("lr_seg", "lr_flow", "clip_value"):
+            if getattr(self, name) <= 0:
+                raise SegFlowError(f"TrainConfig.{name} must be positive, got {getattr(self, name)}")
+        for name in ("weight_decay", "phase_min_steps", "flow_motion_ramp", "validation_synthetic_clips"):
+            if getattr(self, name) < 0:
+                raise SegFlowError(f"TrainConfig.{name} must be 0 or more, got {getattr(self, name)}")
+        if any(steps < 0 for steps in self.phase_max_steps):
+            raise SegFlowError(f"TrainConfig.phase_max_steps must be 0 or more each, got {list(self.phase_max_steps)}")
         if any(s % 64 for s in (*self.size, *self.flow_size)):
             raise SegFlowError(f"TrainConfig.size {self.size} and flow_size {self.flow_size} must be multiples of 64")
         if not self.phases or any(p not in PHASES for p in self.phases):
@@ -155,6 +169,32 @@ class TrainConfig:
             raise SegFlowError(
                 f"TrainConfig.teacher_validation_stride must be at least 1, got {self.teacher_validation_stride}"
             )
+
+
+_KINDS = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "dict": (dict,)}
+
+
+def _check_kind(name: str, annotation: str, value: Any) -> None:
+    """A setting of the kind its annotation names (a config file or --set gives any YAML value): int, float,
+    bool, str (or None where allowed), dict, or a tuple of ints, floats or strings."""
+    if annotation.endswith(" | None"):
+        if value is None:
+            return
+        annotation = annotation[: -len(" | None")]
+    if annotation.startswith("tuple["):
+        element = annotation[len("tuple["):].split(",")[0].rstrip("]").strip()
+        if not isinstance(value, tuple) or not all(_is_kind(item, element) for item in value):
+            raise SegFlowError(f"TrainConfig.{name} must be a list of {element} values, got {value!r}")
+        return
+    if annotation in _KINDS and not _is_kind(value, annotation):
+        raise SegFlowError(f"TrainConfig.{name} must be {'an' if annotation == 'int' else 'a'} {annotation}, "
+                           f"got {value!r}")
+
+
+def _is_kind(value: Any, kind: str) -> bool:
+    if isinstance(value, bool) and kind != "bool":  # YAML's true is no count
+        return False
+    return isinstance(value, _KINDS[kind])
 
 
 def load_train_config(path, **overrides: Any) -> TrainConfig:

@@ -116,6 +116,12 @@ def test_interrupted_run_resumes_to_the_same_weights(tiny_train_config, tmp_path
     ("prior_boxes: -0.2\n", "prior_boxes must be a share"),
     ("own_priors: 2\n", "own_priors must be a share"),
     ("model_overrides: {depth: 3}\n", "bad.yaml.*unknown model setting"),
+    ("batch_size: two\n", "batch_size must be an int, got 'two'"),
+    ("batch_size: 0\n", "batch_size must be at least 1"),
+    ("lr_seg: 0\n", "lr_seg must be positive"),
+    ("amp: 3\n", "amp must be a bool"),
+    ("size: [192, wide]\n", "size must be a list of int values"),
+    ("phase_max_steps: [100, -1]\n", "phase_max_steps must be 0 or more each"),
 ])
 def test_config_errors_name_the_file(tmp_path, text, message):
     path = tmp_path / "bad.yaml"
