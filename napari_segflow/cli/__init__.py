@@ -20,6 +20,21 @@ from napari_segflow.training.online import FinetuneConfig
 from napari_segflow.errors import SegFlowError
 
 
+def at_least(smallest: int):
+    """An argparse type: an integer of at least ``smallest`` (argparse names the option in its error)."""
+
+    def checked(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < smallest:
+            raise argparse.ArgumentTypeError(f"must be at least {smallest}, got {value}")
+        return value
+
+    return checked
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="segflow", description="SegFlow video object segmentation and optical flow.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -35,16 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
                             "warping restarted at each correction; box: first masks from a box (and simulated strokes) "
                             "against the true first masks, and whole runs started from them (default: engine)")
     bench.add_argument("--presets", nargs="+", default=["small", "paper"], choices=["small", "paper"])
-    bench.add_argument("--repeats", type=int, default=10, help="timed forward passes per preset (default: 10)")
-    bench.add_argument("--clips", type=int, default=4, help="synthetic clips (default: 4)")
-    bench.add_argument("--long-frames", type=int, default=2000, help="frames of the --part long video (default: 2000)")
+    bench.add_argument("--repeats", type=at_least(1), default=10, help="timed forward passes per preset (default: 10)")
+    bench.add_argument("--clips", type=at_least(1), default=4, help="synthetic clips (default: 4)")
+    bench.add_argument("--long-frames", type=at_least(2), default=2000, help="frames of the --part long video (default: 2000)")
     bench.add_argument("--device", default="auto", choices=DEVICE_CHOICES,
                        help="where SegFlow runs (auto: cuda, then mps, then cpu); --part model times the CPU only")
     bench.add_argument("--long-side", type=int, default=None,
                        help=f"working resolution long side (default: 448; for --part flow {FLOW_LONG_SIDE})")
     bench.add_argument("--pairs", default="../shared/data/flow-chairs-examples",
                        help="--part flow: folder of NAME-img0.png, NAME-img1.png, NAME-gt.flo")
-    bench.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    bench.add_argument("--threads", type=at_least(0), default=0, help="torch threads (default: torch's choice)")
     bench.add_argument("--weights", default=str(SHIPPED_WEIGHTS), help="checkpoint to fine-tune from")
     bench.add_argument("--davis-root", default="../shared/data/davis2016-train-240p",
                        help="held-out sequences (<seq>/frames + <seq>/masks, or the DAVIS layout)")
@@ -64,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="video for --part finetune and long (default: the sample clip)")
     bench.add_argument("--mask", default=str(SAMPLE_CLIP / "first_frame_mask.png"),
                        help="its first-frame mask (default: the sample clip's)")
-    bench.add_argument("--frame-size", type=int, nargs=2, metavar=("H", "W"), default=(480, 854),
+    bench.add_argument("--frame-size", type=at_least(64), nargs=2, metavar=("H", "W"), default=(480, 854),
                        help="resize the frames to this size for --part finetune and long (default: 480 854)")
     bench.set_defaults(run=run_bench)
 

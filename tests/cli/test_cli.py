@@ -149,3 +149,20 @@ def test_bench_runs_segflow_on_the_device_asked_for(monkeypatch, davis_folder, p
     with pytest.raises(Captured) as captured:
         main(["bench", "--part", part, "--device", "cuda", *arguments])
     assert set(captured.value.args) == {torch.device("meta")}
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--repeats", "0"], "argument --repeats: must be at least 1, got 0"),
+        (["--clips", "x"], "argument --clips: expected a whole number, got 'x'"),
+        (["--threads", "-1"], "argument --threads: must be at least 0, got -1"),
+        (["--part", "long", "--long-frames", "1"], "argument --long-frames: must be at least 2, got 1"),
+        (["--part", "long", "--frame-size", "0", "10"], "argument --frame-size: must be at least 64, got 0"),
+    ],
+)
+def test_bench_counts_out_of_range_are_usage_errors(capsys, arguments, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", *arguments])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
