@@ -42,6 +42,7 @@ def checked_view_inputs(video: str | None, mask: str | None, frame: int | None, 
     The video is opened by the plugin's own reader, so every input `segflow propagate` takes opens here too
     (TIFF stacks and .npy arrays, which napari's reader choice leaves to its built-in reader)."""
     from napari_segflow._reader import video_layer_data
+    from napari_segflow.cli.video import annotated_frames
     from napari_segflow.data.io import read_annotation
     from napari_segflow.inference.session import SESSION_FILE, VideoSession
 
@@ -70,10 +71,7 @@ def checked_view_inputs(video: str | None, mask: str | None, frame: int | None, 
     if video is None:
         raise SegFlowError("--mask: give the VIDEO it belongs to (the sample clip opens with its own mask)")
     video_layer = video_layer_data(video)
-    count = len(video_layer[0])
-    index = 0 if frame is None else frame
-    if not 0 <= index < count:
-        raise SegFlowError(f"--frame {index}: out of range, the video has {count} frames (0..{count - 1})")
+    annotated_frames([mask], None if frame is None else [frame], len(video_layer[0]))
     try:
         annotation = read_annotation(mask, video_layer[0].shape[1:3])
     except SegFlowError as error:

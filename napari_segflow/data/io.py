@@ -141,8 +141,9 @@ class ArrayFrames(VideoFrames):
         super().__init__(source, array.shape[0], array.shape[1], array.shape[2])
 
     def _read(self, index: int) -> np.ndarray:
-        # a copy: a memory-mapped .npy is read-only, and torch warns on every tensor made from one
-        return np.array(self.array[index])
+        frame = self.array[index]
+        # a memory-mapped .npy is read-only, and torch warns on every tensor made from one: copy only that
+        return frame if frame.flags.writeable else np.array(frame)
 
 
 def is_frame_file(path: Path) -> bool:
