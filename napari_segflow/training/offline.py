@@ -243,10 +243,31 @@ class Progress:
     phase_elapsed: float = 0.0
 
 
+#: What a training run leaves in its output folder.
+RUN_FILES = ("state.pt", "final.pt", "metrics.jsonl")
+
+
+def check_new_output(output: Path) -> None:
+    """A run that does not resume starts from step 0: in a folder holding another run it would overwrite that
+    run's resumable state and checkpoints and append to its log."""
+    left = [name for name in RUN_FILES if (output / name).exists()]
+    if left:
+        what_to_do = ("resume it (segflow train --resume; OfflineTrainer(config, resume=True)) or name a new output "
+                      "folder" if "state.pt" in left
+                      else "it cannot be resumed (no state.pt); name a new output folder, or move it away")
+        raise SegFlowError(f"output {output} already holds a training run ({', '.join(left)}); {what_to_do}")
+
+
 class OfflineTrainer:
-    def __init__(self, config: TrainConfig, log_every: int = 1) -> None:
+    """One offline training run in ``config.output``: a new run refuses a folder that holds another; ``resume``
+    goes on from the folder's state.pt."""
+
+    def __init__(self, config: TrainConfig, log_every: int = 1, resume: bool = False) -> None:
         self.config = config
         self.output = Path(config.output).resolve()
+        if not resume:
+            # before the process group: torchrun's ranks meet there, so every rank checks before any writes
+            check_new_output(self.output)
         self.distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
         if self.distributed:
             self._init_distributed()
@@ -285,6 +306,8 @@ class OfflineTrainer:
         self.validation_clips = self._validation_clips()
         self.validation_pairs = self._validation_pairs() if self.flow_batches is not None else []
         self.log_every = log_every
+        if resume:
+            self._resume()
 
     # -- set-up -----------------------------------------------------------------------------------
 
@@ -444,7 +467,7 @@ class OfflineTrainer:
         finally:
             temporary.unlink(missing_ok=True)
 
-    def resume(self) -> None:
+    def _resume(self) -> None:
         if not self.state_path.is_file():
             raise SegFlowError(f"{self.state_path}: nothing to resume from")
         payload = torch.load(self.state_path, map_location=self.device, weights_only=False)

@@ -1,5 +1,6 @@
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -101,8 +102,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tiny_train_config, tmp_path
         trainer.run(progress_bar=False)
     monkeypatch.setattr(OfflineTrainer, "_step", original_step)
     assert trainer.state_path.is_file()
-    resumed = OfflineTrainer(tiny_train_config)
-    resumed.resume()
+    resumed = OfflineTrainer(tiny_train_config, resume=True)
     assert resumed.progress.global_step == 5 and resumed.progress.phase == "seg"
     resumed_net, _ = load_checkpoint(resumed.run(progress_bar=False))
     for key, value in reference_net.state_dict().items():
@@ -381,8 +381,7 @@ def test_a_run_stopped_by_sigterm_leaves_a_state_to_resume(tiny_train_config, tm
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr[-2000:]
     assert "resumable state" in stderr and not (tmp_path / "stopped" / "final.pt").exists()
-    resumed = OfflineTrainer(load_train_config(config_path))
-    resumed.resume()
+    resumed = OfflineTrainer(load_train_config(config_path), resume=True)
     assert resumed.progress.global_step >= 2 and resumed.progress.phase == "seg"
 
 
@@ -404,6 +403,18 @@ def test_own_priors_reach_the_segmentation_windows(tiny_train_config, monkeypatc
     calls.clear()
     OfflineTrainer(replace(base, output=base.output + "2")).run(progress_bar=False)
     assert calls == []
+
+
+def test_a_trainer_made_from_python_refuses_a_folder_holding_a_run(tiny_train_config):
+    config = replace(tiny_train_config, phases=("seg",), phase_max_steps=(0, 2), phase_min_steps=2, validate_every=2)
+    OfflineTrainer(config).run(progress_bar=False)
+    output = Path(config.output)
+    kept = {path.name: path.read_bytes() for path in output.iterdir() if path.is_file()}
+    with pytest.raises(SegFlowError, match="already holds a training run .*final.pt.*name a new output folder"):
+        OfflineTrainer(config)
+    assert {path.name: path.read_bytes() for path in output.iterdir() if path.is_file()} == kept
+    with pytest.raises(SegFlowError, match="state.pt: nothing to resume from"):
+        OfflineTrainer(replace(config, output=str(output.parent / "new")), resume=True)
 
 
 def test_a_new_run_into_a_folder_holding_a_run_is_refused_and_loses_nothing(tiny_train_config, tmp_path, capsys):
