@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_segflow._reader import FRAME_NAMES
-from napari_segflow.data.io import write_label_png, write_label_pngs, write_label_tiff
+from napari_segflow.data.io import checked_labels, write_label_png, write_label_pngs, write_label_tiff
 from napari_segflow.errors import SegFlowError
 
 
@@ -31,6 +31,7 @@ def write_labels_pngs(path: str, data, meta: dict) -> list[str]:
         raise SegFlowError(f"{target}: a label stack must be (frames, height, width), got shape {labels.shape}")
     if target.suffix.lower() == ".png":
         target = target.with_suffix("")
+    labels = checked_labels(labels, str(target))  # named as the user named it, not as the hidden staging folder
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise SegFlowError(f"{target}: exists and is not an empty folder; choose a new folder name")
     names = (meta.get("metadata") or {}).get(FRAME_NAMES)

@@ -30,8 +30,10 @@ def test_the_png_writer_never_writes_into_a_folder_that_holds_files(tmp_path, st
     with pytest.raises(SegFlowError, match="not an empty folder"):
         write_labels_pngs(str(tmp_path / "masks"), stack, {})
     assert [p.name for p in (tmp_path / "masks").iterdir()] == ["mine.txt"]
-    with pytest.raises(SegFlowError, match="label ids must lie in 0..255"):
-        write_labels_pngs(str(tmp_path / "big"), stack.astype(np.int32) * 100, {})
+    big = tmp_path / "big"
+    with pytest.raises(SegFlowError, match="label ids must lie in 0..255") as refused:
+        write_labels_pngs(str(big), stack.astype(np.int32) * 100, {})
+    assert str(refused.value).startswith(f"{big}:")  # the folder the user named, not a hidden staging one
     assert sorted(p.name for p in tmp_path.iterdir()) == ["masks"]  # nothing half-written
 
 

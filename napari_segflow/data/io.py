@@ -342,7 +342,8 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
             temporary.unlink()
 
 
-def _checked_labels(labels: np.ndarray, name: str) -> np.ndarray:
+def checked_labels(labels: np.ndarray, name: str) -> np.ndarray:
+    """``labels`` as uint8 ids, or a SegFlowError naming ``name`` when they are not whole numbers in 0..255."""
     labels = np.asarray(labels)
     if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
         raise SegFlowError(f"{name}: labels must be integers, got dtype {labels.dtype}")
@@ -355,7 +356,7 @@ def write_label_png(labels: np.ndarray, path) -> None:
     """One (H, W) label image as an indexed PNG with the DAVIS palette."""
     from PIL import Image
 
-    labels = _checked_labels(labels, str(path))
+    labels = checked_labels(labels, str(path))
     if labels.ndim != 2:
         raise SegFlowError(f"{path}: a label image must be 2-D, got shape {labels.shape}")
     image = Image.fromarray(labels, mode="P")
@@ -366,7 +367,7 @@ def write_label_png(labels: np.ndarray, path) -> None:
 def write_label_pngs(labels: np.ndarray, folder, names: Sequence[str] | None = None) -> list[Path]:
     """A (T, H, W) label stack as one indexed PNG per frame in ``folder``, named ``names`` or 00000.png..."""
     folder = Path(folder)
-    labels = _checked_labels(labels, str(folder))
+    labels = checked_labels(labels, str(folder))
     if labels.ndim != 3:
         raise SegFlowError(f"{folder}: a label stack must be (T, H, W), got shape {labels.shape}")
     names = list(names) if names is not None else [f"{t:05d}" for t in range(len(labels))]
@@ -423,7 +424,7 @@ def _grey_labels(array: np.ndarray, path: Path) -> np.ndarray:
     """(H, W) grey values as ids: only 0 and 255 is one object (DAVIS 2016 masks), else the values."""
     if set(np.unique(array).tolist()) <= {0, 255}:
         return (array > 0).astype(np.uint8)
-    return _checked_labels(array, str(path))
+    return checked_labels(array, str(path))
 
 
 def _channels_equal(array: np.ndarray) -> bool:
@@ -442,7 +443,7 @@ def mask_size(labels: np.ndarray) -> str:
 def check_annotation(labels: np.ndarray, frame_shape: tuple[int, ...], name: str) -> np.ndarray:
     """An annotation for frames of ``frame_shape`` ((H, W) or (H, W, 3)) as (H, W) uint8, or a SegFlowError
     that names it: another size than the frames, no object, ids outside 0..255."""
-    labels = _checked_labels(np.asarray(labels), name)
+    labels = checked_labels(np.asarray(labels), name)
     if labels.shape != tuple(frame_shape[:2]):
         raise SegFlowError(f"{name}: the mask is {mask_size(labels)}, the frames are {frame_shape[1]}x{frame_shape[0]}")
     if not labels.any():
@@ -459,7 +460,7 @@ def write_label_tiff(labels: np.ndarray, path) -> None:
     """A (T, H, W) or (H, W) label stack as one uint8 TIFF."""
     import tifffile
 
-    labels = _checked_labels(labels, str(path))
+    labels = checked_labels(labels, str(path))
     _atomic_write(Path(path), lambda p: tifffile.imwrite(p, labels, photometric="minisblack"))
 
 
