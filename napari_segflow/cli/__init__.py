@@ -35,6 +35,17 @@ def at_least(smallest: int):
     return checked
 
 
+def seconds(text: str) -> float:
+    """An argparse type: a positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="segflow", description="SegFlow video object segmentation and optical flow.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -68,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="subset of full -ref -ol -flo -fda dis farneback for --part accuracy; the ablations "
                             "start with '-', so name them as --methods=-ref (repeatable)")
     bench.add_argument("--finetune-steps", type=int, default=FinetuneConfig.steps)
-    bench.add_argument("--finetune-seconds", type=float, default=60.0)
+    bench.add_argument("--finetune-seconds", type=seconds, default=60.0)
     bench.add_argument("--finetune-seed", type=int, default=0,
                        help="--part accuracy, engine, long, interactive, box: the fine-tune's seed (its spread "
                             "between seeds is a few points; default: 0)")
@@ -89,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--weights", default=str(SHIPPED_WEIGHTS))
     demo.add_argument("--out", default="out/demo")
     demo.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, ...")
-    demo.add_argument("--finetune-seconds", type=float, default=60.0)
+    demo.add_argument("--finetune-seconds", type=seconds, default=60.0)
     demo.set_defaults(run=run_demo)
 
     view = commands.add_parser("view", help="napari with a video (default: the sample clip) and the SegFlow widget")
@@ -165,7 +176,7 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
                         help=f"working resolution long side (default: {DEFAULT_LONG_SIDE})")
     parser.add_argument("--finetune-steps", type=int, default=FinetuneConfig.steps,
                         help=f"fine-tune steps (default: {FinetuneConfig.steps})")
-    parser.add_argument("--finetune-seconds", type=float, default=SESSION_FINETUNE_SECONDS,
+    parser.add_argument("--finetune-seconds", type=seconds, default=SESSION_FINETUNE_SECONDS,
                         help=f"fine-tune time budget (default: {SESSION_FINETUNE_SECONDS:g})")
     parser.add_argument("--bidirectional", action="store_true", help="add the backward memory sweep")
 

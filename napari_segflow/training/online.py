@@ -63,8 +63,8 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         if self.steps < 1:
             raise SegFlowError(f"fine-tune steps must be at least 1, got {self.steps}")
-        if self.time_budget is not None and self.time_budget <= 0:
-            raise SegFlowError(f"fine-tune time budget must be positive, got {self.time_budget}")
+        if self.time_budget is not None and not (0 < self.time_budget < float("inf")):
+            raise SegFlowError(f"fine-tune time budget must be a positive number of seconds, got {self.time_budget}")
 
 
 @dataclass

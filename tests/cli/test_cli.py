@@ -166,3 +166,16 @@ def test_bench_counts_out_of_range_are_usage_errors(capsys, arguments, message):
         main(["bench", *arguments])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["bench", "demo", "propagate", "eval"])
+@pytest.mark.parametrize(("value", "message"), [("nan", "must be a positive number of seconds, got nan"),
+                                                ("inf", "must be a positive number of seconds, got inf"),
+                                                ("0", "must be a positive number of seconds, got 0"),
+                                                ("soon", "expected a number of seconds, got 'soon'")])
+def test_fine_tune_seconds_that_are_not_a_positive_number_are_usage_errors(capsys, command, value, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "somewhere", "--finetune-seconds", value] if command in ("propagate", "eval")
+             else [command, "--finetune-seconds", value])
+    assert exit_info.value.code == 2
+    assert f"argument --finetune-seconds: {message}" in capsys.readouterr().err

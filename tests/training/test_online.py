@@ -46,6 +46,12 @@ def test_time_budget_stops_early(tiny_config, video):
     assert [(s.step, s.total) for s in steps] == [(1, 1)]
 
 
+@pytest.mark.parametrize("seconds", [0.0, -1.0, float("nan"), float("inf")])
+def test_a_time_budget_that_is_not_a_positive_number_is_refused(seconds):
+    with pytest.raises(SegFlowError, match="time budget must be a positive number of seconds"):
+        FinetuneConfig(time_budget=seconds)
+
+
 def test_time_budget_is_not_overrun_by_the_last_step(tiny_config, video, monkeypatch):
     """A clock that advances one second per reading: one second of set-up, then a second a step. A 4.5 s
     budget allows three steps (ending at 4 s), not a fourth that would end at 5 s."""
