@@ -15,7 +15,6 @@ from napari_segflow.model.losses import MULTISCALE_WEIGHTS
 
 #: Strides of the decoder levels that take segmentation features, and of the flows.
 FUSED_FLOW_STRIDES = (32, 16, 8)
-FLOW_STRIDES = (4, 8, 16, 32, 64)
 
 
 @dataclass
