@@ -277,9 +277,12 @@ class SegFlowWidget(QWidget):
 
     def _show_user_frames(self) -> None:
         self.user_frames.clear()
-        known = set(self.annotator.session.annotations) if self.annotator.session is not None else set()
+        known = self.annotator.session.annotations if self.annotator.session is not None else {}
         for t in self.annotator.user_frames():
-            text = f"frame {t}" if t in known else f"frame {t} · painted, used at the next run"
+            if t not in known:
+                text = f"frame {t} · painted, used at the next run"
+            else:
+                text = f"frame {t}" if known[t].any() else f"frame {t} · no object"
             item = QListWidgetItem(text)
             item.setData(Qt.UserRole, t)
             self.user_frames.addItem(item)

@@ -247,37 +247,41 @@ class Annotator:
                 frames |= tracker.frames
         return sorted(frames)
 
-    def _painted_annotations(self) -> dict[int, np.ndarray]:
-        """Frames painted since the last job whose labels differ from what the session holds."""
+    def _painted_annotations(self) -> tuple[dict[int, np.ndarray], list[int]]:
+        """What the user changed since the last job: frames whose labels differ from what the session holds, and
+        annotations erased whole on the annotation layer (taken back: those frames are propagated again). A
+        frame erased whole on "segflow masks" is kept as painted: no object there."""
         session = self.session
         found: dict[int, np.ndarray] = {}
-        frames = set(self._unread_annotation_frames)
-        if self._annotation_paint is not None:
-            frames |= self._annotation_paint.frames
-        for t in sorted(frames):
+        removed: list[int] = []
+        painted = self._annotation_paint.frames if self._annotation_paint is not None else set()
+        for t in sorted(self._unread_annotation_frames | painted):
             labels = np.asarray(self.annotation_layer.data[t])
-            if labels.any() and not _same(labels, session.annotations.get(t)):
-                found[t] = labels.copy()
+            if labels.any():
+                if not _same(labels, session.annotations.get(t)):
+                    found[t] = labels.copy()
+            elif t in session.annotations:
+                removed.append(t)
         if self._masks_paint is not None:
             for t in sorted(self._masks_paint.frames):
                 labels = np.asarray(self.masks_layer.data[t])
                 if not _same(labels, session.labels(t)):
                     found[t] = labels.copy()
-        return found
+        return found, [t for t in removed if t not in found]
 
     def _take_annotations(self) -> None:
-        """Give the session what the user painted; all or nothing."""
-        painted = self._painted_annotations()
-        if painted:
-            self.session.add_annotations(painted)
+        """Give the session what the user painted and erased; all or nothing."""
+        painted, removed = self._painted_annotations()
+        if painted or removed:
+            self.session.change_annotations(painted, removed)
         self._unread_annotation_frames = set()
         for tracker in (self._annotation_paint, self._masks_paint):
             if tracker is not None:
                 tracker.take()
         if self.masks_layer is not None:
-            for t in painted:
+            for t in [*painted, *removed]:
                 self.masks_layer.data[t] = self.session.labels(t)
-            if painted:
+            if painted or removed:
                 self.masks_layer.refresh()
 
     # -- jobs ----------------------------------------------------------------------------------------

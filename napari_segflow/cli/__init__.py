@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     propagate.add_argument("video", help="a video file, a folder of frames, a TIFF stack or a .npy array")
     propagate.add_argument("--mask", action="append",
                            help="label image of an annotated frame (ids are objects); repeatable, each followed by "
-                                "its --frame")
+                                "its --frame; with several, an all-0 one says no object is on its frame")
     propagate.add_argument("--box", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"),
                            help="instead of --mask: a box around the one object on --frame (pixels, x1 and y1 "
                                 "exclusive); the first mask is made from it (the network, colour and the motion to "

@@ -80,9 +80,13 @@ def run_propagate(args: argparse.Namespace) -> int:
         frames = annotated_frames(args.mask, args.frame, len(video))
         for path, index in zip(args.mask, frames):
             try:
-                annotations[index] = read_annotation(path, video.shape[1:3])
+                # with several masks, an empty one says that no object is on its frame
+                annotations[index] = read_annotation(path, video.shape[1:3], allow_empty=len(args.mask) > 1)
             except SegFlowError as error:
                 raise SegFlowError(f"--mask {path} (frame {index}): {error}") from error
+        if not any(labels.any() for labels in annotations.values()):
+            raise SegFlowError(f"--mask: every mask is empty ({', '.join(args.mask)}); at least one must show the "
+                               "object")
     settings = session_settings(args, keep_flow=False, bidirectional=args.bidirectional)
     with VideoSession(args.video, args.session, weights=args.weights, settings=settings) as session:
         session.add_annotations(annotations)

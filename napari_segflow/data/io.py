@@ -440,20 +440,22 @@ def mask_size(labels: np.ndarray) -> str:
     return f"shaped {tuple(labels.shape)}, not one (height, width) image"
 
 
-def check_annotation(labels: np.ndarray, frame_shape: tuple[int, ...], name: str) -> np.ndarray:
+def check_annotation(labels: np.ndarray, frame_shape: tuple[int, ...], name: str,
+                     allow_empty: bool = False) -> np.ndarray:
     """An annotation for frames of ``frame_shape`` ((H, W) or (H, W, 3)) as (H, W) uint8, or a SegFlowError
-    that names it: another size than the frames, no object, ids outside 0..255."""
+    that names it: another size than the frames, no object (unless ``allow_empty``: one of several annotated
+    frames may say that no object is there), ids outside 0..255."""
     labels = checked_labels(np.asarray(labels), name)
     if labels.shape != tuple(frame_shape[:2]):
         raise SegFlowError(f"{name}: the mask is {mask_size(labels)}, the frames are {frame_shape[1]}x{frame_shape[0]}")
-    if not labels.any():
+    if not allow_empty and not labels.any():
         raise SegFlowError(f"{name}: the mask holds no object (every pixel is 0)")
     return labels
 
 
-def read_annotation(path, frame_shape: tuple[int, ...]) -> np.ndarray:
+def read_annotation(path, frame_shape: tuple[int, ...], allow_empty: bool = False) -> np.ndarray:
     """Read a mask file (see read_label_image) and check it against the frames (see check_annotation)."""
-    return check_annotation(read_label_image(path), frame_shape, str(path))
+    return check_annotation(read_label_image(path), frame_shape, str(path), allow_empty)
 
 
 def write_label_tiff(labels: np.ndarray, path) -> None:

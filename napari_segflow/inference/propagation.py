@@ -92,13 +92,14 @@ class Stretch:
         return [list(range(self.start, self.stop + step, step))]
 
 
-def correction_stretches(annotated: list[int], changed: list[int], count: int) -> list[Stretch]:
+def correction_stretches(annotated: list[int], changed: list[int], count: int, removed=()) -> list[Stretch]:
     """The stretches that bring a ``count``-frame video's masks up to date after the user frames ``changed`` (a
-    subset of ``annotated``) were made or changed: on each side of a changed frame, up to the neighbouring user
-    frame (carried from both and fused) or to the video's end. Stretches between two unchanged user frames keep
-    their masks. Why both: on the validation sequences (three corrections at evenly spaced frames, eight
-    fine-tune seeds; README), fusing gained 0.75 points J&F (standard error 0.10) over taking each frame from its
-    nearest user frame alone, most where the object moves fast."""
+    subset of ``annotated``) were made or changed and the frames ``removed`` stopped being user frames: on each
+    side of a changed frame, up to the neighbouring user frame (carried from both and fused) or to the video's
+    end; across a removed frame, from the user frame before it to the one after it (or to the video's end).
+    Stretches between two unchanged user frames keep their masks. Why both: on the validation sequences (three
+    corrections at evenly spaced frames, eight fine-tune seeds; README), fusing gained 0.75 points J&F (standard
+    error 0.10) over taking each frame from its nearest user frame alone, most where the object moves fast."""
     annotated = sorted(annotated)
     stretches: list[Stretch] = []
     for k in changed:
@@ -113,6 +114,15 @@ def correction_stretches(annotated: list[int], changed: list[int], count: int) -
         elif k > 0:
             sides.append(Stretch(k, 0))
         stretches += [side for side in sides if side not in stretches]
+    for k in removed:
+        later = [t for t in annotated if t > k]
+        earlier = [t for t in annotated if t < k]
+        if earlier and later:
+            across = Stretch(earlier[-1], later[0], between=True)
+        else:
+            across = Stretch(earlier[-1], count - 1) if earlier else Stretch(later[0], 0)
+        if across not in stretches:
+            stretches.append(across)
     return stretches
 
 

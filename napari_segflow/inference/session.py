@@ -297,26 +297,43 @@ class VideoSession:
     # -- annotations ---------------------------------------------------------------------------------
 
     def add_annotation(self, index: int, labels: np.ndarray) -> None:
-        """The user's labels for frame ``index`` (ids are objects, 0 background). Checked before anything
-        changes; then it joins the fine-tuning set, and the next ``run()`` re-propagates around it."""
-        self.add_annotations({index: labels})
+        """The user's labels for frame ``index`` (ids are objects, 0 background; all 0: no object is on that
+        frame). Checked before anything changes; then it joins the fine-tuning set, and the next ``run()``
+        re-propagates around it."""
+        self.change_annotations({index: labels})
 
     def add_annotations(self, annotations: dict[int, np.ndarray]) -> None:
         """Several frames' labels at once, as one undoable change: all are checked before any is kept."""
-        for index in annotations:
+        self.change_annotations(annotations)
+
+    def change_annotations(self, added: dict[int, np.ndarray] | None = None, removed=()) -> None:
+        """Set the labels of the frames ``added`` and take back the annotations of the frames ``removed`` (they
+        become propagated frames again), as one undoable change, checked whole before anything changes. A frame
+        whose labels are all 0 says that no object is there; some frame must still show an object."""
+        added = {int(t): np.asarray(a) for t, a in (added or {}).items()}
+        removed = sorted({int(t) for t in removed})
+        for index in added:
             self._check_index(index, "annotation frame")
-        merged = {**self.annotations, **{int(t): np.asarray(a) for t, a in annotations.items()}}
-        _, objects = prepare_annotations(self.frames, merged)  # sizes and ids first: they say more than "empty"
-        for index, labels in annotations.items():
-            if not np.asarray(labels).any():
-                raise SegFlowError(f"annotation of frame {index}: the mask is empty (every pixel is 0)")
+        for index in removed:
+            if index not in self.annotations:
+                raise SegFlowError(f"frame {index} holds no annotation to take back")
+            if index in added:
+                raise SegFlowError(f"frame {index} is both given labels and taken back")
+        merged = {t: a for t, a in {**self.annotations, **added}.items() if t not in removed}
+        if not merged:
+            raise SegFlowError("taking back every annotation would leave nothing to learn from; paint another "
+                               "frame first, or undo")
+        _, objects = prepare_annotations(self.frames, merged)
         entry = self.journal.begin()
         try:
-            for index, labels in annotations.items():
-                labels = np.asarray(labels, np.uint8)
-                entry.write(f"annotations/{_frame_file(int(index), '.png')}",
+            for index, labels in added.items():
+                labels = labels.astype(np.uint8)
+                entry.write(f"annotations/{_frame_file(index, '.png')}",
                             lambda path, labels=labels: write_label_png(labels, path))
-                self.annotations[int(index)] = labels
+                self.annotations[index] = labels
+            for index in removed:
+                entry.remove(f"annotations/{_frame_file(index, '.png')}")
+                del self.annotations[index]
             self.objects = objects
             self._write_state(entry)
         finally:
@@ -452,10 +469,11 @@ class VideoSession:
     def pending_stretches(self) -> list[Stretch]:
         """The stretches ``run()`` would propagate: on each side of every annotation made or changed since the
         last propagation, up to the neighbouring user frame (masks carried from both and fused) or the video's
-        end (``correction_stretches``)."""
+        end, and across the place of every annotation taken back (``correction_stretches``)."""
         annotated = sorted(self.annotations)
         changed = [t for t in annotated if self._propagated_from.get(t) != _digest(self.annotations[t])]
-        return correction_stretches(annotated, changed, len(self))
+        removed = [t for t in self._propagated_from if t not in self.annotations]
+        return correction_stretches(annotated, changed, len(self), removed)
 
     @property
     def pending_results(self) -> int:

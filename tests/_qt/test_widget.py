@@ -92,6 +92,43 @@ def test_the_whole_loop_annotate_propagate_correct_undo(qtbot, widget, clip):
     np.testing.assert_array_equal(masks.data[[1, 2, 4]], before[[1, 2, 4]])
 
 
+def test_erasing_a_frame_of_the_masks_says_the_object_is_not_there(qtbot, widget, clip):
+    frames, instances = clip
+    layers = widget.annotator.viewer.layers
+    paint(layers["annotation"], 0, first_object(instances))
+    run(qtbot, widget, "run")
+    masks = layers[MASKS]
+    assert np.asarray(masks.data[3]).any()
+    paint(masks, 3, np.zeros(instances.shape[1:], np.uint8))  # the object has left: nothing there
+    run(qtbot, widget, "run")
+    session = widget.annotator.session
+    assert sorted(session.annotations) == [0, 3] and not session.annotations[3].any()
+    assert not np.asarray(masks.data[3]).any() and not session.labels(3).any()
+    np.testing.assert_array_equal(masks.data, session.labels_volume())
+    assert [widget.user_frames.item(i).text() for i in range(widget.user_frames.count())] == [
+        "frame 0", "frame 3 · no object"]
+
+
+def test_erasing_an_annotation_takes_it_back(qtbot, widget, clip):
+    frames, instances = clip
+    layers = widget.annotator.viewer.layers
+    annotation = layers["annotation"]
+    paint(annotation, 0, first_object(instances))
+    paint(annotation, 2, first_object(instances, 2))
+    run(qtbot, widget, "run")
+    session = widget.annotator.session
+    assert sorted(session.annotations) == [0, 2]
+    paint(annotation, 2, np.zeros(instances.shape[1:], np.uint8))
+    run(qtbot, widget, "run")
+    assert sorted(session.annotations) == [0]
+    masks = layers[MASKS]
+    np.testing.assert_array_equal(masks.data, session.labels_volume())  # frame 2 propagated from frame 0 again
+    assert [widget.user_frames.item(i).text() for i in range(widget.user_frames.count())] == ["frame 0"]
+    widget.undo()
+    widget.undo()
+    assert sorted(session.annotations) == [0, 2]
+
+
 def test_cancel_mid_run_leaves_layers_consistent(qtbot, widget, clip, tiny_settings):
     from dataclasses import replace
 

@@ -129,6 +129,18 @@ def test_propagate_takes_several_annotated_frames_and_keeps_each(tmp_path, frame
     assert len((out / "attention.csv").read_text().splitlines()) == 6
 
 
+def test_propagate_takes_an_empty_mask_among_several_as_no_object_there(tmp_path, frame_folder, tiny_weights,
+                                                                          capsys):
+    write_label_png(np.zeros((96, 128), np.uint8), tmp_path / "gone.png")
+    out = tmp_path / "masks"
+    code = main(["propagate", str(frame_folder), "--mask", str(tmp_path / "mask.png"), "--frame", "2",
+                 "--mask", str(tmp_path / "gone.png"), "--frame", "4", "--out", str(out),
+                 "--weights", tiny_weights, *FAST])
+    assert code == 0, capsys.readouterr().err
+    assert not read_label_image(out / "shot_4.png").any()
+    np.testing.assert_array_equal(read_label_image(out / "shot_2.png"), read_label_image(tmp_path / "mask.png"))
+
+
 def test_propagate_from_a_box_makes_the_first_mask_then_runs(tmp_path, frame_folder, synthetic_clip, tiny_weights,
                                                             capsys):
     ys, xs = np.nonzero(synthetic_clip.instances[2] == synthetic_clip.target_id)
@@ -151,6 +163,8 @@ def test_propagate_from_a_box_makes_the_first_mask_then_runs(tmp_path, frame_fol
         (["--mask", "{mask}", "--mask", "{mask}"], "--frame: 2 masks were given"),
         (["--mask", "{mask}", "--frame", "3", "--mask", "{mask}", "--frame", "3"], "--frame 3: given for more"),
         (["--mask", "{mask}", "--frame", "5"], "--frame 5: out of range, the video has 5 frames"),
+        (["--mask", "{empty}"], "--mask {empty} (frame 0): {empty}: the mask holds no object"),
+        (["--mask", "{empty}", "--frame", "0", "--mask", "{empty}", "--frame", "3"], "--mask: every mask is empty"),
         (["--mask", "{mask}", "--out", "{file}"], "--out {file} is a file"),
         (["--mask", "{mask}", "--flow-out", "{file}"], "--flow-out {file} is a file"),
         (["--mask", "{mask}", "--session", "{damaged}"], "is damaged"),
@@ -165,7 +179,9 @@ def test_propagate_from_a_box_makes_the_first_mask_then_runs(tmp_path, frame_fol
 def test_propagate_bad_input_is_one_line_before_any_work(tmp_path, frame_folder, tiny_weights, capsys, extra,
                                                         message):
     places = {"mask": str(tmp_path / "mask.png"), "file": str(tmp_path / "a_file.txt"),
-              "damaged": str(tmp_path / "damaged"), "session": str(tmp_path / "session")}
+              "damaged": str(tmp_path / "damaged"), "session": str(tmp_path / "session"),
+              "empty": str(tmp_path / "empty.png")}
+    write_label_png(np.zeros((96, 128), np.uint8), tmp_path / "empty.png")
     (tmp_path / "a_file.txt").write_text("keep me")
     (tmp_path / "damaged").mkdir()
     (tmp_path / "damaged" / "session.json").write_text("{cut off")

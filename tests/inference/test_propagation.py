@@ -97,6 +97,16 @@ def test_correction_stretches_reach_the_neighbouring_user_frames():
     assert Stretch(2, 4, True).orders == [[2, 3, 4], [4, 3, 2]] and Stretch(3, 1).orders == [[3, 2, 1]]
 
 
+def test_correction_stretches_cross_a_user_frame_taken_back():
+    # frame 8 taken back between user frames 0 and 12: the stretch across it, carried from both ends
+    assert correction_stretches([0, 12], [], 16, removed=[8]) == [Stretch(0, 12, True)]
+    # the last or the first user frame taken back: from its neighbour to the video's end that way
+    assert correction_stretches([0], [], 10, removed=[6]) == [Stretch(0, 9)]
+    assert correction_stretches([6], [], 10, removed=[2]) == [Stretch(6, 0)]
+    # with a change beside it, each stretch once
+    assert correction_stretches([0, 12], [12], 16, removed=[8]) == [Stretch(12, 15), Stretch(0, 12, True)]
+
+
 def test_expected_results_count_each_frame_an_earlier_stretch_left_open():
     stretches = [Stretch(4, 8, True), Stretch(0, 4, True), Stretch(8, 9)]
     assert expected_results(stretches, 1) == 10 + (10 - 2) + 1  # frames 4 and 8 were made final before

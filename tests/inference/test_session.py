@@ -142,7 +142,6 @@ def _snapshot(folder):
         (0, np.ones((50, 50), np.uint8), "50x50.*128x96"),
         (5, np.ones((96, 128), np.uint8), "out of range"),
         (-1, np.ones((96, 128), np.uint8), "out of range"),
-        (1, np.zeros((96, 128), np.uint8), "empty"),
         (1, np.full((96, 128), 300, np.int32), "300|0..255"),
     ],
 )
@@ -155,6 +154,56 @@ def test_bad_annotations_are_refused_and_change_nothing(tmp_path, video, setting
         session.add_annotation(index, labels)
     assert _snapshot(tmp_path / "s") == before
     assert list(session.annotations) == [0]
+
+
+def test_a_frame_painted_empty_says_the_object_is_not_there_and_sticks(tmp_path, video, settings, base):
+    frames, masks = video
+    session = VideoSession(frames, tmp_path / "s", weights=base, settings=settings)
+    with pytest.raises(SegFlowError, match="hold no object"):  # an empty frame alone teaches nothing
+        session.add_annotation(0, np.zeros_like(masks[0]))
+    session.add_annotation(0, _first_mask(masks))
+    list(session.run())
+    before = {t: session.labels(t) for t in range(5)}
+    session.add_annotation(3, np.zeros_like(masks[3]))
+    assert session.needs_finetune and session.pending_stretches() == [Stretch(3, 4), Stretch(0, 3, between=True)]
+    results = [e for e in session.run() if isinstance(e, FrameResult)]
+    assert {r.index for r in results} == {0, 1, 2, 3, 4}
+    assert not session.labels(3).any() and not [r for r in results if r.index == 3 and r.labels.any()]
+    np.testing.assert_array_equal(session.labels(0), before[0])
+    reopened = VideoSession.open(tmp_path / "s", video=frames, weights=base)
+    assert sorted(reopened.annotations) == [0, 3] and not reopened.annotations[3].any()
+    assert reopened.pending_stretches() == []
+    session.undo()
+    session.undo()
+    assert sorted(session.annotations) == [0]
+    np.testing.assert_array_equal(session.labels(3), before[3])
+
+
+def test_an_annotation_taken_back_is_propagated_over_again_and_undo_returns_it(tmp_path, video, settings, base):
+    frames, masks = video
+    session = VideoSession(frames, tmp_path / "s", weights=base, settings=settings)
+    user = (masks[2] > 0).astype(np.uint8) * 3
+    session.add_annotations({0: _first_mask(masks), 2: user})
+    list(session.run())
+    weights_before = {k: v.clone() for k, v in session.net.state_dict().items()}
+    for bad, message in (([1], "frame 1 holds no annotation"), ([0, 2], "every annotation")):
+        with pytest.raises(SegFlowError, match=message):
+            session.change_annotations(removed=bad)
+    with pytest.raises(SegFlowError, match="both given labels and taken back"):
+        session.change_annotations({2: user}, removed=[2])
+    assert sorted(session.annotations) == [0, 2]
+    session.change_annotations(removed=[2])
+    assert sorted(session.annotations) == [0] and not (session.folder / "annotations" / "00002.png").exists()
+    assert session.needs_finetune and session.pending_stretches() == [Stretch(0, 4)]
+    results = [e for e in session.run() if isinstance(e, FrameResult)]
+    assert [r.index for r in results] == [0, 1, 2, 3, 4]
+    stored = {r.index: r.labels for r in results}
+    np.testing.assert_array_equal(session.labels(2), stored[2])  # the network's mask now, not the user's
+    assert any(not torch.equal(weights_before[k], v) for k, v in session.net.state_dict().items())
+    session.undo()  # the run
+    assert session.undo() == [2]  # the taking back: the annotation returns
+    np.testing.assert_array_equal(session.annotations[2], user)
+    assert session.pending_stretches() == [] and not session.needs_finetune
 
 
 def test_a_corrupt_frame_stops_the_run_and_keeps_earlier_results(tmp_path, video, settings, base):
@@ -252,8 +301,8 @@ def test_several_annotations_are_one_change_and_a_bad_one_keeps_none(tmp_path, v
     frames, masks = video
     session = VideoSession(frames, tmp_path / "s", weights=base, settings=settings)
     good = _first_mask(masks)
-    with pytest.raises(SegFlowError, match="frame 4: the mask is empty"):
-        session.add_annotations({0: good, 4: np.zeros_like(good)})
+    with pytest.raises(SegFlowError, match="frame 4: label ids must lie in 0..255"):
+        session.add_annotations({0: good, 4: good.astype(np.int32) * 100})
     assert session.annotations == {} and not session.can_undo
     session.add_annotations({0: good, 4: good})
     assert sorted(session.annotations) == [0, 4]
