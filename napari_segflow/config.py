@@ -48,7 +48,9 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.num_classes < 2:
-            raise SegFlowError(f"ModelConfig.num_classes must be at least 2 (background + 1 object), got {self.num_classes}")
+            raise SegFlowError(
+                f"ModelConfig.num_classes must be at least 2 (background + 1 object), got {self.num_classes}"
+            )
         if self.seg_block not in ("basic", "bottleneck"):
             raise SegFlowError(f"ModelConfig.seg_block must be 'basic' or 'bottleneck', got {self.seg_block!r}")
         if self.flow_branch not in ("flownets", "pwc"):

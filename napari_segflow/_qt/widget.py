@@ -89,9 +89,13 @@ class SegFlowWidget(QWidget):
             button = QPushButton(text, toolTip=f"{tip} [{key}]")
             button.clicked.connect(lambda _=False, a=action: self.start(a))
             self.buttons[action] = button
-        self.cancel_button = QPushButton("Cancel", toolTip=f"Stop after the current step; what is done is kept [{CANCEL_KEY}]")
+        self.cancel_button = QPushButton(
+            "Cancel", toolTip=f"Stop after the current step; what is done is kept [{CANCEL_KEY}]"
+        )
         self.cancel_button.clicked.connect(self.cancel)
-        self.undo_button = QPushButton("Undo", toolTip=f"Take back the last run: masks and weights as before [{UNDO_KEY}]")
+        self.undo_button = QPushButton(
+            "Undo", toolTip=f"Take back the last run: masks and weights as before [{UNDO_KEY}]"
+        )
         self.undo_button.clicked.connect(self.undo)
         self.save_button = QPushButton("Save session…", toolTip="Keep the session (masks, flow, weights) in a folder")
         self.save_button.clicked.connect(lambda: self.save_session())
@@ -100,7 +104,9 @@ class SegFlowWidget(QWidget):
 
         self.box_button = QPushButton("Box", toolTip="Draw a rectangle around the object on the frame on screen")
         self.box_button.clicked.connect(self._draw_box)
-        self.strokes_button = QPushButton("Strokes", toolTip="Paint strokes: label 1 on the object, 2 on the background")
+        self.strokes_button = QPushButton(
+            "Strokes", toolTip="Paint strokes: label 1 on the object, 2 on the background"
+        )
         self.strokes_button.clicked.connect(self._paint_strokes)
         self.make_mask_button = QPushButton("Make mask", toolTip="The frame's mask from its box and strokes, onto "
                                                                  "the annotation layer (Ctrl-Z takes it back)")

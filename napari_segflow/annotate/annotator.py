@@ -199,7 +199,9 @@ class Annotator:
                 metadata={OUTPUT: "flow"},
             )
             # the flow sits under the masks so that both can be seen at once
-            self.viewer.layers.move(self.viewer.layers.index(self.flow_layer), self.viewer.layers.index(self.masks_layer))
+            self.viewer.layers.move(
+                self.viewer.layers.index(self.flow_layer), self.viewer.layers.index(self.masks_layer)
+            )
         self._ensure_overlays()
 
     def set_overlays(self, confidence: bool, arrows: bool) -> None:

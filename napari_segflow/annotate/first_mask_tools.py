@@ -85,7 +85,11 @@ class FirstMaskTools:
         if strokes is not None and tuple(strokes.data.shape[:3]) == tuple(video.data.shape[:3]):
             painted = np.asarray(strokes.data[frame])
             foreground, background = painted == OBJECT_STROKE, painted == BACKGROUND_STROKE
-        if box is None and (foreground is None or not foreground.any()) and (background is None or not background.any()):
+        if (
+            box is None
+            and (foreground is None or not foreground.any())
+            and (background is None or not background.any())
+        ):
             raise SegFlowError(f"frame {frame} has no box and no strokes: draw a box around the object on "
                                f"{BOX_LAYER!r} (or paint strokes on {STROKES_LAYER!r}) first")
         neighbour = neighbour_index(frame, video.data.shape[0])

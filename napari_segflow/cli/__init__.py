@@ -63,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--presets", nargs="+", default=["small", "paper"], choices=["small", "paper"])
     bench.add_argument("--repeats", type=at_least(1), default=10, help="timed forward passes per preset (default: 10)")
     bench.add_argument("--clips", type=at_least(0), default=4, help="synthetic clips (default: 4)")
-    bench.add_argument("--long-frames", type=at_least(2), default=2000, help="frames of the --part long video (default: 2000)")
+    bench.add_argument(
+        "--long-frames", type=at_least(2), default=2000, help="frames of the --part long video (default: 2000)"
+    )
     bench.add_argument("--device", default="auto", choices=DEVICE_CHOICES,
                        help="where SegFlow runs (auto: cuda, then mps, then cpu); --part model times the CPU only")
     bench.add_argument("--long-side", type=int, default=None,

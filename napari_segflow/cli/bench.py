@@ -148,8 +148,11 @@ def _bench_accuracy(args: argparse.Namespace) -> int:
                        progress=report)
     print(accuracy_table(results))
     flow = flow_accuracy(net)
-    print(f"\nFlow on {flow['clips']} held-out synthetic pairs ({flow['size'][1]}x{flow['size'][0]}): "
-          f"SegFlow EPE {flow['segflow_epe']:.2f} px, DIS {flow['dis_epe']:.2f} px, zero flow {flow['zero_flow_epe']:.2f} px")
+    print(
+        f"\nFlow on {flow['clips']} held-out synthetic pairs ({flow['size'][1]}x{flow['size'][0]}): "
+        f"SegFlow EPE {flow['segflow_epe']:.2f} px, DIS {flow['dis_epe']:.2f} px, "
+        f"zero flow {flow['zero_flow_epe']:.2f} px"
+    )
     if args.json:
         payload = {"methods": [asdict(r) | {"jf": r.jf} for r in results], "flow": flow,
                    "finetune": asdict(config), "long_side": args.long_side, "weights": str(args.weights)}
@@ -218,9 +221,12 @@ def _bench_box(args: argparse.Namespace) -> int:
     sequences = find_sequences(args.davis_root, names=args.sequences or list(HELD_OUT))
 
     def report(result):
-        print(f"  {result.case}: IoU {', '.join(f'{v:.3f}' for v in result.iou)} (filled box {result.filled_box_iou:.3f},"
-              f" GrabCut {', '.join(f'{v:.3f}' for v in result.grabcut_iou)}),"
-              f" run J {result.run_j:.3f} F {result.run_f:.3f}", file=sys.stderr)
+        print(
+            f"  {result.case}: IoU {', '.join(f'{v:.3f}' for v in result.iou)} (filled box {result.filled_box_iou:.3f},"
+            f" GrabCut {', '.join(f'{v:.3f}' for v in result.grabcut_iou)}),"
+            f" run J {result.run_j:.3f} F {result.run_f:.3f}",
+            file=sys.stderr,
+        )
 
     print(f"first masks from a box on {len(sequences)} sequence(s) ...", file=sys.stderr)
     settings = session_settings(args, keep_flow=False, seed=args.finetune_seed)

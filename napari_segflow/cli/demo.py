@@ -74,4 +74,6 @@ def _overview(video, predictions, out: Path, columns: int = 4) -> None:
         overlay = np.where(labels[..., None] > 0, 0.45 * frame + 0.55 * tint, frame)
         overlays.append(overlay.astype(np.uint8))
         flows.append(np.asarray(Image.open(out / "flow" / f"{int(index):05d}.png").convert("RGB")))
-    Image.fromarray(np.concatenate([np.concatenate(overlays, 1), np.concatenate(flows, 1)], 0)).save(out / "overview.png")
+    Image.fromarray(np.concatenate([np.concatenate(overlays, 1), np.concatenate(flows, 1)], 0)).save(
+        out / "overview.png"
+    )

@@ -75,7 +75,9 @@ def run_propagate(args: argparse.Namespace) -> int:
         annotations[index] = box_annotation(video[index], args.box, args.weights, args.long_side,
                                             None if neighbour is None else video[neighbour])
     elif not args.mask:
-        raise SegFlowError("--mask: give the annotated frame's label image (--mask A.png), or a box (--box X0 Y0 X1 Y1)")
+        raise SegFlowError(
+            "--mask: give the annotated frame's label image (--mask A.png), or a box (--box X0 Y0 X1 Y1)"
+        )
     else:
         frames = annotated_frames(args.mask, args.frame, len(video))
         for path, index in zip(args.mask, frames):

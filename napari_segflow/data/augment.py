@@ -49,7 +49,9 @@ class AffineRanges:
     flip_probability: float = 0.5
 
 
-def random_affine(generator: torch.Generator, height: int, width: int, ranges: AffineRanges = AffineRanges()) -> AffineParams:
+def random_affine(
+    generator: torch.Generator, height: int, width: int, ranges: AffineRanges = AffineRanges()
+) -> AffineParams:
     u = torch.rand(5, generator=generator, dtype=torch.float64).tolist()
     return AffineParams(
         angle=(2 * u[0] - 1) * ranges.max_rotation,
@@ -79,7 +81,11 @@ def apply_affine(
     out_labels = None
     if labels is not None:
         sampled = F.grid_sample(
-            labels[:, None].to(frames.dtype), grid.expand(len(labels), -1, -1, -1), "nearest", "zeros", align_corners=True
+            labels[:, None].to(frames.dtype),
+            grid.expand(len(labels), -1, -1, -1),
+            "nearest",
+            "zeros",
+            align_corners=True,
         )
         out_labels = sampled[:, 0].round().to(labels.dtype)
     out_flows = None

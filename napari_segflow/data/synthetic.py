@@ -202,7 +202,9 @@ class SyntheticVideoGenerator:
             owner_there, _ = self._topmost(layers, destination, clocks[t + 1])
             occlusions[t] = (outside | (owner_there != owner)).reshape(cfg.height, cfg.width)
         moving = np.diff(clocks) != 0
-        return SyntheticVideo(frames, instances, flows, occlusions, self._target(rng, instances, len(layers) - 1), moving)
+        return SyntheticVideo(
+            frames, instances, flows, occlusions, self._target(rng, instances, len(layers) - 1), moving
+        )
 
     def _target(self, rng: np.random.Generator, instances: np.ndarray, count: int) -> int:
         """A random object that stays visible (at least 0.5% of the image) in every frame; when none

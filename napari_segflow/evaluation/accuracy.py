@@ -139,8 +139,8 @@ def accuracy_table(results: list[MethodResult]) -> str:
     for r in results:
         per_sequence = " | ".join(f"{r.j[n]:.3f}" for n in names)
         lines.append(
-            f"| {label.get(r.method, r.method)} | {r.jf:.3f} | {r.mean(r.j):.3f} | {r.mean(r.f):.3f} | {per_sequence} | "
-            f"{r.mean(r.finetune_seconds):.1f} | {r.mean(r.frames_per_second):.1f} |"
+            f"| {label.get(r.method, r.method)} | {r.jf:.3f} | {r.mean(r.j):.3f} | {r.mean(r.f):.3f} | "
+            f"{per_sequence} | {r.mean(r.finetune_seconds):.1f} | {r.mean(r.frames_per_second):.1f} |"
         )
     full = next((r for r in results if r.method == "full"), None)
     if peer is not None and full is not None:

@@ -87,7 +87,8 @@ def plot_training_curve(rows: list[dict], path=None, title: str = "Offline train
 
     figure, (seg_axis, flow_axis) = plt.subplots(1, 2, figsize=(11, 3.6))
     for axis, (train_key, val_key, ylabel) in zip(
-        (seg_axis, flow_axis), (("seg_iou", "val_iou", "segmentation IoU"), ("flow_loss", "val_epe", "flow loss / EPE (px)"))
+        (seg_axis, flow_axis),
+        (("seg_iou", "val_iou", "segmentation IoU"), ("flow_loss", "val_epe", "flow loss / EPE (px)")),
     ):
         train = series("train", train_key)
         validation = series("validation", val_key)

@@ -126,6 +126,10 @@ def benchmark_engine(cases: list[Case], weights, settings: SessionSettings, prog
     return report
 
 
+def _speed(report: EngineReport, method: str, kind: str) -> float:
+    return report.mean(method, kind, "frames_per_second")
+
+
 def engine_table(report: EngineReport) -> str:
     lines = ["| data | method | J | F | J&F | flow EPE (px) | frames/s | fine-tune s |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
@@ -144,7 +148,7 @@ def engine_table(report: EngineReport) -> str:
     for kind in kinds:
         ratios = ", ".join(
             f"J&F {report.jf('segflow', kind) / report.jf(peer, kind):.2f}x {METHOD_NAMES[peer]}, "
-            f"frames/s {report.mean('segflow', kind, 'frames_per_second') / report.mean(peer, kind, 'frames_per_second'):.2f}x"
+            f"frames/s {_speed(report, 'segflow', kind) / _speed(report, peer, kind):.2f}x"
             for peer in PEERS
         )
         lines.append(f"{kind}: SegFlow session / peer: {ratios}")
@@ -190,9 +194,9 @@ def benchmark_long_video(base_frames, first_mask: np.ndarray, weights, settings:
                          count: int = 2000, size: tuple[int, int] = (480, 854), peer_frames: int = 200,
                          progress=None) -> LongVideoReport:
     """Propagate a ``count``-frame video at ``size`` through a session (short fine-tune first), and time DIS
-    warping on its first ``peer_frames`` frames (all of them in a shorter video), at the frames' size and at the session's working size (masks
-    brought back to the frames' size, as the session's are); peak RSS of the process after both, and the session folder's
-    bytes per frame (all of it, and its flow files alone)."""
+    warping on its first ``peer_frames`` frames (all of them in a shorter video), at the frames' size and at the
+    session's working size (masks brought back to the frames' size, as the session's are); peak RSS of the
+    process after both, and the session folder's bytes per frame (all of it, and its flow files alone)."""
     from PIL import Image
 
     video = LoopedFrames(base_frames, count, *size)

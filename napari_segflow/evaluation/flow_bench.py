@@ -80,8 +80,8 @@ def score_flow(cases: list[FlowPairCase], methods: dict[str, FlowMethod]) -> lis
 
 def standard_methods(net, long_side: int, device="cpu") -> dict[str, FlowMethod]:
     """SegFlow's flow branch (as ``segflow flow`` runs it: both ways, refined on the warped pair, polished; the
-    same unpolished; both ways unrefined; one way in three mirrored passes; in one pass) and the peers (OpenCV DIS medium, Farneback, zero
-    flow; DIS polished as ``segflow flow`` is) at one working size."""
+    same unpolished; both ways unrefined; one way in three mirrored passes; in one pass) and the peers (OpenCV
+    DIS medium, Farneback, zero flow; DIS polished as ``segflow flow`` is) at one working size."""
     from napari_segflow.inference.pair_flow import (
         POLISH_ROUNDS, REFINEMENT_ROUNDS, peer_pair_flow, polished_flow, refined_pair_flow, segflow_pair_flow,
         two_way_pair_flow)

@@ -208,7 +208,13 @@ def plot_rounds(runs: list[Run], path) -> None:
     for (method, strategy), members in _groups(runs).items():
         curve = _mean_curve(members, "jf")
         style = "-" if method == "segflow" else "--"
-        axes.plot(range(len(curve)), curve, style, marker="o", label=f"{'SegFlow' if method == 'segflow' else method.upper()}, {strategy}")
+        axes.plot(
+            range(len(curve)),
+            curve,
+            style,
+            marker="o",
+            label=f"{'SegFlow' if method == 'segflow' else method.upper()}, {strategy}",
+        )
     axes.set_xlabel("correction rounds (one repainted frame each)")
     axes.set_ylabel("J&F")
     axes.set_title(f"Simulated annotator, {len({r.case for r in runs})} held-out clips")

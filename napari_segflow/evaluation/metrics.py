@@ -134,7 +134,8 @@ def score_sequence(
     predictions, truths = np.asarray(predictions), np.asarray(truths)
     if predictions.shape != truths.shape or predictions.ndim != 3:
         raise SegFlowError(
-            f"prediction and ground-truth stacks must both be (T, H, W) and equal: {predictions.shape} vs {truths.shape}"
+            "prediction and ground-truth stacks must both be (T, H, W) and equal: "
+            f"{predictions.shape} vs {truths.shape}"
         )
     if object_ids is None:
         object_ids = sorted(int(i) for i in np.unique(truths) if i != 0)

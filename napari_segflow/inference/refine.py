@@ -83,7 +83,9 @@ class GuidedFilter:
         inv = inv / determinant
         full = [[inv[0], inv[1], inv[2]], [inv[1], inv[3], inv[4]], [inv[2], inv[4], inv[5]]]
         mean_inputs = box_mean(inputs, radius)  # (C, h, w)
-        cross = box_mean((guide[None] * inputs[:, None]).flatten(0, 1), radius).view(inputs.shape[0], 3, *inputs.shape[1:])
+        cross = box_mean((guide[None] * inputs[:, None]).flatten(0, 1), radius).view(
+            inputs.shape[0], 3, *inputs.shape[1:]
+        )
         cross = cross - mean_guide[None] * mean_inputs[:, None]
         a = torch.stack([sum(full[i][j] * cross[:, j] for j in range(3)) for i in range(3)], dim=1)  # (C, 3, h, w)
         b = mean_inputs - (a * mean_guide[None]).sum(1)

@@ -96,9 +96,10 @@ def multiscale_epe(
     flows: a flow branch's predictions, finest first (FlowNetS: flow2, ..., flow6), in pixels / div_flow;
     weights: one per scale (default: FlowNetS's; each branch states its own in ``FlowEstimate.loss_weights``);
     target: (B, 2, H, W) in pixels. The target is divided by div_flow and average-pooled to each scale. The
-    published weights were set for errors summed over pixels; dividing every scale's sum by the finest scale's pixel count keeps their balance and makes
-    the value independent of the image size, and the result is rescaled (times div_flow / weights[0]) so
-    that it reads in pixels: a flow2 that is off by 1 px everywhere, the other scales exact, gives 1.
+    published weights were set for errors summed over pixels; dividing every scale's sum by the finest scale's
+    pixel count keeps their balance and makes the value independent of the image size, and the result is
+    rescaled (times div_flow / weights[0]) so that it reads in pixels: a flow2 that is off by 1 px everywhere,
+    the other scales exact, gives 1.
 
     valid: (B, 1, H, W) bool, where the target is known (e.g. a teacher's label that passed its check). At each
     scale a cell's target is the mean over its valid pixels and its error is weighted by their share; the sums

@@ -114,7 +114,11 @@ class SegmentationObjective(nn.Module):
             target = masks > 0
             union = (predicted | target).sum().clamp_min(1)
             iou = (predicted & target).sum() / union
-        return loss, {"seg_loss": float(loss.detach()), "pixel_accuracy": sum(accuracy) / len(accuracy), "iou": float(iou)}
+        return loss, {
+            "seg_loss": float(loss.detach()),
+            "pixel_accuracy": sum(accuracy) / len(accuracy),
+            "iou": float(iou),
+        }
 
 
 class FlowObjective(nn.Module):
@@ -175,8 +179,16 @@ class JointObjective(nn.Module):
         self.flow = flow
         self.flow_weight = flow_weight
 
-    def forward(self, frames: torch.Tensor, masks: torch.Tensor, bidirectional: bool, first: torch.Tensor,
-                second: torch.Tensor, flow: torch.Tensor | None, valid: torch.Tensor | None) -> tuple[torch.Tensor, dict]:
+    def forward(
+        self,
+        frames: torch.Tensor,
+        masks: torch.Tensor,
+        bidirectional: bool,
+        first: torch.Tensor,
+        second: torch.Tensor,
+        flow: torch.Tensor | None,
+        valid: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, dict]:
         """The seg window (see SegmentationObjective) and the flow pair (see FlowObjective)."""
         seg_loss, seg_metrics = self.segmentation(frames, masks, bidirectional)
         flow_loss, flow_metrics = self.flow(first, second, flow, valid)

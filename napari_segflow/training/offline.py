@@ -111,7 +111,8 @@ class TrainConfig:
     validation_window: int = 8
     checkpoint_every: int = 100
     amp: bool = True
-    loader_workers: int = 0  # processes drawing batches ahead of the device (GPU runs); 0: in step, resumable to the bit
+    # processes drawing batches ahead of the device (GPU runs); 0: in step, resumable to the bit
+    loader_workers: int = 0
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -142,7 +143,12 @@ class TrainConfig:
             if getattr(self, name) < 0:
                 raise SegFlowError(f"TrainConfig.{name} must be 0 or more, got {getattr(self, name)}")
         unknown = sorted(set(self.flow_mix) - set(FLOW_SOURCES))
-        if unknown or not self.flow_mix or any(v < 0 for v in self.flow_mix.values()) or sum(self.flow_mix.values()) <= 0:
+        if (
+            unknown
+            or not self.flow_mix
+            or any(v < 0 for v in self.flow_mix.values())
+            or sum(self.flow_mix.values()) <= 0
+        ):
             raise SegFlowError(
                 f"TrainConfig.flow_mix must give non-negative shares of {', '.join(FLOW_SOURCES)}, got {self.flow_mix}"
             )
@@ -164,7 +170,9 @@ class TrainConfig:
         if self.loader_workers < 0:
             raise SegFlowError(f"TrainConfig.loader_workers must be 0 or more, got {self.loader_workers}")
         if self.phase_max_minutes < 0:
-            raise SegFlowError(f"TrainConfig.phase_max_minutes must be 0 (no limit) or more, got {self.phase_max_minutes}")
+            raise SegFlowError(
+                f"TrainConfig.phase_max_minutes must be 0 (no limit) or more, got {self.phase_max_minutes}"
+            )
         if self.teacher_validation_stride < 1:
             raise SegFlowError(
                 f"TrainConfig.teacher_validation_stride must be at least 1, got {self.teacher_validation_stride}"
@@ -216,7 +224,9 @@ def load_train_config(path, **overrides: Any) -> TrainConfig:
         raise SegFlowError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     unknown = sorted(set(overrides) - known)
     if unknown:
-        raise SegFlowError(f"unknown setting(s) {', '.join(unknown)} given for {path}; known: {', '.join(sorted(known))}")
+        raise SegFlowError(
+            f"unknown setting(s) {', '.join(unknown)} given for {path}; known: {', '.join(sorted(known))}"
+        )
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in {**values, **overrides}.items()}
     try:
         config = TrainConfig(**values)
@@ -380,7 +390,9 @@ class OfflineTrainer:
         if self.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             # one of the memory readouts (one way / both ways) sits out each step
-            objective = torch.nn.parallel.DistributedDataParallel(objective, device_ids=ids, find_unused_parameters=True)
+            objective = torch.nn.parallel.DistributedDataParallel(
+                objective, device_ids=ids, find_unused_parameters=True
+            )
         return objective
 
     def _flow_batches(self, training: list[Sequence]) -> FlowBatches:

@@ -21,7 +21,13 @@ import torch
 
 from torch.profiler import record_function
 
-from napari_segflow.data.augment import AffineRanges, DeformationRanges, apply_affine, deformed_next_frame, random_affine
+from napari_segflow.data.augment import (
+    AffineRanges,
+    DeformationRanges,
+    apply_affine,
+    deformed_next_frame,
+    random_affine,
+)
 from napari_segflow.data.io import check_annotation, mask_size
 from napari_segflow.data.resolution import DEFAULT_LONG_SIDE, WorkingResolution
 from napari_segflow.errors import SegFlowError

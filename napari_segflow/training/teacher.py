@@ -117,7 +117,9 @@ class TeacherCache:
             stored = json.loads((folder / "teacher.json").read_text())
             if stored != asdict(self.settings):
                 raise SegFlowError(f"{folder}: labelled with other teacher settings ({stored}); delete it to relabel")
-            self._arrays[name] = tuple(np.load(folder / f, mmap_mode="r") for f in ("frames.npy", "flow.npy", "valid.npy"))
+            self._arrays[name] = tuple(
+                np.load(folder / f, mmap_mode="r") for f in ("frames.npy", "flow.npy", "valid.npy")
+            )
         return self._arrays[name]
 
     def pair_count(self, name: str) -> int:

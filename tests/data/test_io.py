@@ -157,7 +157,11 @@ def test_label_png_round_trip_with_davis_palette(tmp_path):
 def test_davis_palette_colours():
     palette = davis_palette()
     assert palette[0].tolist() == [0, 0, 0]
-    assert palette[1].tolist() == [128, 0, 0] and palette[2].tolist() == [0, 128, 0] and palette[3].tolist() == [128, 128, 0]
+    assert (
+        palette[1].tolist() == [128, 0, 0]
+        and palette[2].tolist() == [0, 128, 0]
+        and palette[3].tolist() == [128, 128, 0]
+    )
 
 
 def test_grey_and_rgb_masks_read_as_ids(tmp_path):

@@ -75,7 +75,9 @@ def test_corrections_stick_and_each_round_gains(tiny_config, clip, tmp_path):
         assert peer.rounds[-1].j > peer.rounds[0].j
 
     table = interactive_table(runs + peers)
-    assert "| SegFlow session | even |" in table and "| DIS flow warping, restarted at each user frame | oracle |" in table
+    assert (
+        "| SegFlow session | even |" in table and "| DIS flow warping, restarted at each user frame | oracle |" in table
+    )
     assert table.count("\n") == 1 + 4
     plot_rounds(runs + peers, tmp_path / "rounds.png")
     assert (tmp_path / "rounds.png").stat().st_size > 1000

@@ -111,8 +111,9 @@ def test_refinement_finds_the_motion_left_after_warping_beyond_one_estimate_reac
     once = refined_pair_flow(ReachFlow(4), first, second, rounds=1, polish_rounds=0)
     np.testing.assert_allclose(once[centre][..., 0], 7.0, atol=1e-4)  # 4, then the 3 left
     np.testing.assert_allclose(once[..., 1], 0.0, atol=1e-6)
-    np.testing.assert_allclose(refined_pair_flow(ReachFlow(4), first, second, rounds=2, polish_rounds=0)[centre], once[centre],
-                               atol=1e-4)  # nothing left to find
+    np.testing.assert_allclose(
+        refined_pair_flow(ReachFlow(4), first, second, rounds=2, polish_rounds=0)[centre], once[centre], atol=1e-4
+    )  # nothing left to find
 
 
 def test_sample_at_flow_reads_each_pixel_target_and_holds_the_edge_outside():

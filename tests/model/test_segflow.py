@@ -22,7 +22,11 @@ def test_paper_preset_has_resnet101_depth_and_full_flownets_channels():
     blocks = [m for m in net.appearance_encoder.modules() if isinstance(m, Bottleneck)]
     assert len(blocks) == 33  # 33 bottlenecks x 3 convs + stem + fc = 101 layers in ResNet-101
     encoder = net.flow_branch.encoder
-    assert [encoder.conv1[0].in_channels, encoder.conv1[0].out_channels, encoder.conv1[0].kernel_size] == [6, 64, (7, 7)]
+    assert [encoder.conv1[0].in_channels, encoder.conv1[0].out_channels, encoder.conv1[0].kernel_size] == [
+        6,
+        64,
+        (7, 7),
+    ]
     assert encoder.conv6_1[0].out_channels == 1024
     assert net.memory.candidate_conv.kernel_size == (7, 7) and net.memory.hidden_channels == 64
 

@@ -167,7 +167,10 @@ def test_shipped_stage_configs_load_and_chain():
     unsupervised = load_train_config(configs / "small_flow_unsupervised.yaml")
     assert unsupervised.init_from == f"{stages[0].output}/final.pt" and unsupervised.flow_mix["unsupervised"] > 0
     large_motion = load_train_config(configs / "small_flow_large_motion.yaml")
-    assert large_motion.init_from == f"{stages[2].output}/final.pt" and large_motion.flow_motion[1] > stages[0].flow_motion[1]
+    assert (
+        large_motion.init_from == f"{stages[2].output}/final.pt"
+        and large_motion.flow_motion[1] > stages[0].flow_motion[1]
+    )
     # the longer flow stage, chosen on real motion too, and the gentle re-adaptation after it
     longer = load_train_config(configs / "small_flow_longer.yaml")
     assert longer.init_from == f"{stages[3].output}/final.pt" and "teacher" in longer.flow_validation
@@ -228,7 +231,9 @@ def test_torchrun_with_two_processes(tiny_train_config, tmp_path, minutes):
     values = asdict(replace(tiny_train_config, phase_max_minutes=minutes))
     values["output"] = str(tmp_path / "ddp")
     values = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
-    values["model_overrides"] = {k: list(v) if isinstance(v, tuple) else v for k, v in values["model_overrides"].items()}
+    values["model_overrides"] = {
+        k: list(v) if isinstance(v, tuple) else v for k, v in values["model_overrides"].items()
+    }
     config_path = tmp_path / "ddp.yaml"
     config_path.write_text(yaml.safe_dump(values))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -362,7 +367,9 @@ def test_a_run_stopped_by_sigterm_leaves_a_state_to_resume(tiny_train_config, tm
                      phase_max_steps=(0, 1_000_000), phase_min_steps=1_000_000, validate_every=1_000_000,
                      checkpoint_every=1_000_000, loader_workers=workers)
     values = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
-    values["model_overrides"] = {k: list(v) if isinstance(v, tuple) else v for k, v in values["model_overrides"].items()}
+    values["model_overrides"] = {
+        k: list(v) if isinstance(v, tuple) else v for k, v in values["model_overrides"].items()
+    }
     config_path = tmp_path / "stopped.yaml"
     config_path.write_text(yaml.safe_dump(values))
     process = subprocess.Popen([sys.executable, "-m", "napari_segflow.cli", "train", "--config", str(config_path),
@@ -426,7 +433,9 @@ def test_a_new_run_into_a_folder_holding_a_run_is_refused_and_loses_nothing(tiny
 
     values = asdict(replace(tiny_train_config, output=str(tmp_path / "run")))
     values = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
-    values["model_overrides"] = {k: list(v) if isinstance(v, tuple) else v for k, v in values["model_overrides"].items()}
+    values["model_overrides"] = {
+        k: list(v) if isinstance(v, tuple) else v for k, v in values["model_overrides"].items()
+    }
     config_path = tmp_path / "run.yaml"
     config_path.write_text(yaml.safe_dump(values))
     assert main(["train", "--config", str(config_path), "--no-progress"]) == 0
