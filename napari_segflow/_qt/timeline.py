@@ -3,6 +3,7 @@ a click picks a frame."""
 
 from __future__ import annotations
 
+import numpy as np
 from qtpy.QtCore import QRectF, Qt, Signal
 from qtpy.QtGui import QColor, QPainter
 from qtpy.QtWidgets import QSizePolicy, QWidget
@@ -10,6 +11,18 @@ from qtpy.QtWidgets import QSizePolicy, QWidget
 BAR_COLOUR = QColor(230, 140, 40)
 CURRENT_COLOUR = QColor(90, 170, 255)
 EMPTY_COLOUR = QColor(70, 70, 70)
+
+
+def bars(count: int, scores: dict[int, float], columns: int) -> list[tuple[int, int, float | None]]:
+    """(first frame, frame after the last, score) of each bar: one a frame, or, where the frames outnumber the
+    ``columns`` (pixels), one a column, as tall as the highest score among its frames (None: no frame scored),
+    so that drawing a long video costs its width, not its length."""
+    values = np.full(count, np.nan)
+    if scores:
+        values[np.fromiter(scores, int, len(scores))] = np.fromiter(scores.values(), float, len(scores))
+    edges = np.arange(count + 1) if count <= columns else np.unique(np.linspace(0, count, columns + 1).astype(int))
+    highest = np.fmax.reduceat(values, edges[:-1]) if count else values
+    return [(int(a), int(b), None if np.isnan(h) else float(h)) for a, b, h in zip(edges[:-1], edges[1:], highest)]
 
 
 class AttentionTimeline(QWidget):
@@ -59,13 +72,13 @@ class AttentionTimeline(QWidget):
         # bars relative to the highest score (at least 0.05, so that a calm video stays calm): what matters is
         # which frames stand out
         scale = max([0.05, *self.scores.values()])
-        for frame in range(self.count):
-            score = self.scores.get(frame)
-            left = frame * step
+        gap = 1 if step >= 2 else 0
+        for first, after, score in bars(self.count, self.scores, max(width, 1)):
+            left, span = first * step, max((after - first) * step - gap, 1)
             if score is None:
-                painter.fillRect(QRectF(left, height - 1, max(step - 1, 1), 1), EMPTY_COLOUR)
+                painter.fillRect(QRectF(left, height - 1, span, 1), EMPTY_COLOUR)
             else:
                 top = height * (1 - min(max(score / scale, 0.0), 1.0))
-                painter.fillRect(QRectF(left, top, max(step - 1, 1), max(height - top, 1)), BAR_COLOUR)
+                painter.fillRect(QRectF(left, top, span, max(height - top, 1)), BAR_COLOUR)
         painter.fillRect(QRectF(self.current * step, 0, max(step, 2), 3), CURRENT_COLOUR)
         painter.end()
