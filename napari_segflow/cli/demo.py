@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+
 def run_demo(args: argparse.Namespace) -> int:
     import numpy as np
     from PIL import Image
@@ -19,6 +20,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from napari_segflow.evaluation.metrics import score_sequence
     from napari_segflow.inference.propagation import frame_order, propagate
     from napari_segflow.objects import ObjectChannels
+    from napari_segflow.opencv import INSTALL, has_opencv
     from napari_segflow.device import choose_device
     from napari_segflow.training.online import FinetuneConfig, finetune
 
@@ -49,10 +51,13 @@ def run_demo(args: argparse.Namespace) -> int:
     if len(truth_paths) == len(video):
         truths = np.stack([read_label_image(p) for p in truth_paths])
         ours = score_sequence(np.stack(predictions), truths)
-        peer = np.stack([labels for _, labels in propagate_by_flow(video, mask, order, "dis")])
-        theirs = score_sequence(peer, truths)
-        print(f"{sample.name}: SegFlow J {ours.j_mean:.3f} F {ours.f_mean:.3f} | "
-              f"DIS flow warping J {theirs.j_mean:.3f} F {theirs.f_mean:.3f}")
+        if has_opencv():
+            peer = np.stack([labels for _, labels in propagate_by_flow(video, mask, order, "dis")])
+            theirs = score_sequence(peer, truths)
+            beside = f"DIS flow warping J {theirs.j_mean:.3f} F {theirs.f_mean:.3f}"
+        else:
+            beside = f"the DIS peer needs OpenCV: {INSTALL}"
+        print(f"{sample.name}: SegFlow J {ours.j_mean:.3f} F {ours.f_mean:.3f} | {beside}")
     print(f"masks: {out / 'masks'}  flow colours: {out / 'flow'}  overview: {out / 'overview.png'}")
     return 0
 

@@ -33,11 +33,14 @@ def _stop(signum, frame) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from napari_segflow.opencv import opencv
     from napari_segflow.training.offline import OfflineTrainer, load_train_config
 
     overrides = {k: v for k, v in (("output", args.output), ("davis_root", args.davis_root)) if v is not None}
     overrides.update(parse_settings(args.set or []))
     config = load_train_config(args.config, **overrides)
+    if {"flow", "joint"} & set(config.phases):
+        opencv("the flow phase's DIS teacher")
     trainer = OfflineTrainer(config, resume=args.resume)
     # a scheduler's stop or `timeout` (SIGTERM) ends a run as Ctrl-C does: resumable, not lost
     previous = signal.signal(signal.SIGTERM, _stop)

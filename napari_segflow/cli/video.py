@@ -226,7 +226,9 @@ def run_flow(args: argparse.Namespace) -> int:
     from napari_segflow.device import choose_device, place_model
     from napari_segflow.errors import SegFlowError
     from napari_segflow.inference.pair_flow import check_pair, refined_pair_flow, working_geometry
+    from napari_segflow.opencv import opencv
 
+    opencv("segflow flow (its refinement and polish)")
     if args.refinements < 0:
         raise SegFlowError(f"--refinements must be 0 or more, got {args.refinements}")
     if args.polish < 0:

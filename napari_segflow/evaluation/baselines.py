@@ -10,21 +10,14 @@ from typing import Iterator
 import numpy as np
 
 from napari_segflow.errors import SegFlowError
+from napari_segflow.opencv import opencv
 
 METHODS = ("dis", "farneback")
 
 
-def opencv():
-    try:
-        import cv2
-    except ImportError as error:
-        raise SegFlowError("the classical peers need OpenCV: pip install 'napari-segflow[bench]'") from error
-    return cv2
-
-
 def optical_flow(first: np.ndarray, second: np.ndarray, method: str = "dis") -> np.ndarray:
     """(H, W, 2) flow first -> second of two (H, W, 3) uint8 frames."""
-    cv2 = opencv()
+    cv2 = opencv("the classical peers")
     a = cv2.cvtColor(first, cv2.COLOR_RGB2GRAY)
     b = cv2.cvtColor(second, cv2.COLOR_RGB2GRAY)
     if method == "dis":
@@ -36,7 +29,7 @@ def optical_flow(first: np.ndarray, second: np.ndarray, method: str = "dis") -> 
 
 def warp_labels(labels: np.ndarray, backward_flow: np.ndarray) -> np.ndarray:
     """labels of frame t-1 carried to frame t by the flow t -> t-1."""
-    cv2 = opencv()
+    cv2 = opencv("the classical peers")
     height, width = labels.shape
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
     map_x = xs + backward_flow[..., 0]
@@ -50,7 +43,7 @@ def propagate_by_flow(
     """Yield (index, labels) along ``order``, starting with ``first_labels`` at ``order[0]``. With
     ``working_size`` (height, width) the flow is estimated and the labels carried at that size, and each
     frame's labels are brought back to the frames' size (as SegFlow works at its working resolution)."""
-    cv2 = opencv()
+    cv2 = opencv("the classical peers")
     labels = np.asarray(first_labels, np.uint8)
     full_size = labels.shape
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_segflow.evaluation.baselines import opencv
+from napari_segflow.opencv import opencv
 from napari_segflow.inference.first_mask import Box
 
 #: GrabCut's rounds, as in OpenCV's sample and the issue's measured peer
@@ -20,7 +20,7 @@ def grabcut_mask(frame: np.ndarray, box: Box, foreground: np.ndarray | None = No
                  background: np.ndarray | None = None, previous: np.ndarray | None = None) -> np.ndarray:
     """(H, W) bool: GrabCut's object in ``frame`` (H, W, 3) uint8 RGB inside ``box``; with strokes (``foreground``,
     ``background``: (H, W) bool) it starts from ``previous`` (its last mask) instead of the rectangle."""
-    cv2 = opencv()
+    cv2 = opencv("the GrabCut peer")
     x0, y0, x1, y1 = box.clipped(frame.shape[:2])
     image = np.ascontiguousarray(frame[..., ::-1])
     background_model, object_model = np.zeros((1, 65)), np.zeros((1, 65))

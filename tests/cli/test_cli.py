@@ -1,3 +1,5 @@
+import sys
+
 import pytest
 
 from napari_segflow.cli import main
@@ -21,11 +23,18 @@ def test_bad_arguments_exit_with_usage(capsys):
     assert "invalid choice" in capsys.readouterr().err
 
 
-def test_demo_runs_on_the_sample_with_the_shipped_weights(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("with_opencv", [True, False], ids=["with-opencv", "without-opencv"])
+def test_demo_runs_on_the_sample_with_the_shipped_weights(tmp_path, monkeypatch, capsys, with_opencv):
     monkeypatch.chdir(tmp_path)  # the sample clip is found from any working folder
+    if not with_opencv:  # installed without the bench extra: the peer is left out, the demo runs
+        monkeypatch.setitem(sys.modules, "cv2", None)
     assert main(["demo", "--out", "demo", "--finetune-seconds", "1"]) == 0
     out = capsys.readouterr().out
-    assert "bear: SegFlow J" in out and "DIS flow warping J" in out
+    assert "bear: SegFlow J" in out
+    if with_opencv:
+        assert "DIS flow warping J" in out
+    else:
+        assert "the DIS peer needs OpenCV: pip install opencv-python-headless" in out
     assert len(list((tmp_path / "demo" / "masks").glob("*.png"))) == 82
     assert len(list((tmp_path / "demo" / "flow").glob("*.png"))) == 82
     assert (tmp_path / "demo" / "overview.png").is_file()

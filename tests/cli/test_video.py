@@ -1,3 +1,5 @@
+import sys
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -139,6 +141,25 @@ def test_propagate_takes_an_empty_mask_among_several_as_no_object_there(tmp_path
     assert code == 0, capsys.readouterr().err
     assert not read_label_image(out / "shot_4.png").any()
     np.testing.assert_array_equal(read_label_image(out / "shot_2.png"), read_label_image(tmp_path / "mask.png"))
+
+
+def test_without_opencv_propagate_and_the_box_run_and_flow_says_what_to_install(tmp_path, frame_folder,
+                                                                                 synthetic_clip, tiny_weights,
+                                                                                 capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "cv2", None)  # installed without the bench extra
+    ys, xs = np.nonzero(synthetic_clip.instances[2] == synthetic_clip.target_id)
+    out = tmp_path / "masks"
+    code = main(["propagate", str(frame_folder), "--box", str(xs.min()), str(ys.min()), str(xs.max() + 1),
+                 str(ys.max() + 1), "--frame", "2", "--out", str(out), "--weights", tiny_weights, *FAST])
+    assert code == 0, capsys.readouterr().err
+    assert len(list(out.glob("*.png"))) == 5
+    capsys.readouterr()
+    first, second = sorted(frame_folder.glob("*.png"))[:2]
+    code = main(["flow", str(first), str(second), "--out", str(tmp_path / "f.flo"), "--weights", tiny_weights])
+    error = capsys.readouterr().err
+    assert code == 2 and error.count("\n") == 1
+    assert error.startswith("segflow: error: segflow flow (its refinement and polish) needs OpenCV: pip install")
+    assert not (tmp_path / "f.flo").exists()
 
 
 def test_propagate_from_a_box_makes_the_first_mask_then_runs(tmp_path, frame_folder, synthetic_clip, tiny_weights,

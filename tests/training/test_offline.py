@@ -1,4 +1,5 @@
 import json
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -410,6 +411,28 @@ def test_own_priors_reach_the_segmentation_windows(tiny_train_config, monkeypatc
     calls.clear()
     OfflineTrainer(replace(base, output=base.output + "2")).run(progress_bar=False)
     assert calls == []
+
+
+def test_a_flow_phase_without_opencv_is_one_error_line_before_any_work(tiny_train_config, tmp_path, capsys,
+                                                                          monkeypatch):
+    from dataclasses import asdict
+
+    import yaml
+
+    from napari_segflow.cli import main
+
+    monkeypatch.setitem(sys.modules, "cv2", None)
+    values = asdict(replace(tiny_train_config, output=str(tmp_path / "run")))
+    values = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+    values["model_overrides"] = {
+        k: list(v) if isinstance(v, tuple) else v for k, v in values["model_overrides"].items()
+    }
+    config_path = tmp_path / "run.yaml"
+    config_path.write_text(yaml.safe_dump(values))
+    assert main(["train", "--config", str(config_path), "--no-progress"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("segflow: error: the flow phase's DIS teacher needs OpenCV: pip install")
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_trainer_made_from_python_refuses_a_folder_holding_a_run(tiny_train_config):
