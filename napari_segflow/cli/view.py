@@ -85,6 +85,13 @@ def run_view(args: argparse.Namespace) -> int:
             "no display: napari needs a screen (set DISPLAY, or run under tools/with_display.sh); "
             "`segflow demo` runs the same steps without one"
         )
+    try:
+        import qtpy  # noqa: F401
+    except ImportError as error:  # no Qt binding: napari cannot make a window
+        raise SegFlowError(
+            "napari needs a Qt binding to show its window: pip install 'napari-segflow[pyqt5]' (or PyQt5); "
+            "`segflow demo` runs the same steps without one"
+        ) from error
     import napari
 
     open_viewer(args.video, args.mask, args.frame, args.session)

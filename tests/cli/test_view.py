@@ -1,3 +1,5 @@
+import sys
+
 import napari
 import numpy as np
 import pytest
@@ -85,6 +87,24 @@ def test_view_bad_input_is_one_line_before_a_window_opens(tmp_path, npy_clip, mo
     error = capsys.readouterr().err
     assert code == 2 and error.startswith("segflow: error:") and error.count("\n") == 1
     assert message.format(**places) in error
+
+
+def test_view_without_a_screen_or_a_qt_binding_says_so_in_one_line(monkeypatch, capsys):
+    def no_window(**_):
+        raise AssertionError("a window opened")
+
+    monkeypatch.setattr(napari, "Viewer", no_window)
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert main(["view"]) == 2
+    assert capsys.readouterr().err.startswith("segflow: error: no display: napari needs a screen")
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setitem(sys.modules, "qtpy", None)  # installed without PyQt5 (or another binding)
+    assert main(["view"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("segflow: error: napari needs a Qt binding to show its window: pip install")
+    assert error.count("\n") == 1
 
 
 def test_view_says_before_a_window_opens_why_a_session_cannot_reopen(tmp_path, npy_clip, tiny_config, monkeypatch,
