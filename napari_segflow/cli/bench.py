@@ -20,6 +20,7 @@ def run_bench(args: argparse.Namespace) -> int:
     from napari_segflow.evaluation.benchmark import benchmark_model, benchmark_synthetic, model_report
 
     _check_outputs(args)
+    _check_optional_packages(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.long_side is None and args.part != "flow":
@@ -56,6 +57,25 @@ def _check_outputs(args: argparse.Namespace) -> None:
         if args.part != "interactive":
             raise SegFlowError(f"--plot: --part {args.part} draws no plot (--part interactive does)")
         checked_output_file(args.plot, "--plot", "rounds.png")
+
+
+#: the parts that run no classical peer (OpenCV's DIS, Farneback, GrabCut); the model part times DIS when it can
+PARTS_WITHOUT_PEERS = ("model", "finetune")
+
+
+def _check_optional_packages(args: argparse.Namespace) -> None:
+    """What the part needs beyond the plugin's own dependencies (the bench extra), checked before any work."""
+    from napari_segflow.errors import SegFlowError
+    from napari_segflow.opencv import opencv
+
+    if args.part not in PARTS_WITHOUT_PEERS:
+        opencv(f"segflow bench --part {args.part} (its classical peers)")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError as error:
+            raise SegFlowError("--plot needs matplotlib: pip install matplotlib (or the package with its bench "
+                               "extra: pip install 'napari-segflow[bench]')") from error
 
 
 def _bench_flow(args: argparse.Namespace) -> int:

@@ -188,3 +188,20 @@ def test_fine_tune_seconds_that_are_not_a_positive_number_are_usage_errors(capsy
              else [command, "--finetune-seconds", value])
     assert exit_info.value.code == 2
     assert f"argument --finetune-seconds: {message}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["--part", "engine"], "segflow bench --part engine (its classical peers) needs OpenCV: pip install"),
+    (["--part", "box"], "segflow bench --part box (its classical peers) needs OpenCV: pip install"),
+])
+def test_bench_without_opencv_says_what_to_install_before_any_work(monkeypatch, capsys, arguments, message):
+    monkeypatch.setitem(sys.modules, "cv2", None)
+    assert main(["bench", *arguments]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"segflow: error: {message}") and error.count("\n") == 1
+
+
+def test_bench_plot_without_matplotlib_says_what_to_install_before_any_work(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert main(["bench", "--part", "interactive", "--plot", str(tmp_path / "rounds.png")]) == 2
+    assert capsys.readouterr().err.startswith("segflow: error: --plot needs matplotlib: pip install matplotlib")
