@@ -57,12 +57,16 @@ class Job:
 
 
 def video_source(layer: Image):
-    """What a session reads the layer's frames from: the file or folder the reader opened, else the data."""
+    """What a session reads the layer's frames from: the file or folder the reader opened, else the data; data
+    not stored as 8-bit is brought to 8 bits over the layer's contrast limits, so that the network sees the
+    video as the user does."""
     if VIDEO_SOURCE in layer.metadata and Path(layer.metadata[VIDEO_SOURCE]).exists():
         return layer.metadata[VIDEO_SOURCE]
     if isinstance(layer.data, VideoFrames):
         return layer.data
-    return ArrayFrames(layer.data, source=layer.name)
+    eight_bit = np.dtype(layer.data.dtype) == np.uint8
+    return ArrayFrames(layer.data, source=layer.name,
+                       intensity_range=None if eight_bit else tuple(layer.contrast_limits))
 
 
 def check_video_layer(layer) -> tuple[int, int, int]:

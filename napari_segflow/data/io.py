@@ -31,8 +31,11 @@ FLO_MAGIC = 202021.25
 # -- frames -----------------------------------------------------------------------------------------
 
 
-def to_rgb_uint8(frame: np.ndarray, source: str, index: int) -> np.ndarray:
-    """Normalise one frame of any common layout and dtype to (H, W, 3) uint8."""
+def to_rgb_uint8(frame: np.ndarray, source: str, index: int,
+                 intensity_range: tuple[float, float] | None = None) -> np.ndarray:
+    """Normalise one frame of any common layout and dtype to (H, W, 3) uint8: 8-bit as it is; other types
+    from ``intensity_range`` (the values that become 0 and 255) when given, else by their type (integers from
+    0 to the type's top, floats from 0 to 1, or as they are when above 1)."""
     frame = np.asarray(frame)
     if frame.ndim == 3 and frame.shape[-1] == 1:
         frame = frame[..., 0]
@@ -45,9 +48,13 @@ def to_rgb_uint8(frame: np.ndarray, source: str, index: int) -> np.ndarray:
         return np.ascontiguousarray(frame)
     if frame.dtype == bool:
         return frame.astype(np.uint8) * 255
+    if np.issubdtype(frame.dtype, np.floating) and not np.isfinite(frame).all():
+        raise SegFlowError(f"{source}: frame {index} holds NaN or infinite values")
+    if intensity_range is not None and (np.issubdtype(frame.dtype, np.number)):
+        low, high = intensity_range
+        scale = 255.0 / max(high - low, 1e-12)
+        return np.clip((frame.astype(np.float64) - low) * scale + 0.5, 0, 255).astype(np.uint8)
     if np.issubdtype(frame.dtype, np.floating):
-        if not np.isfinite(frame).all():
-            raise SegFlowError(f"{source}: frame {index} holds NaN or infinite values")
         scale = 255.0 if frame.max(initial=0) <= 1.0 else 1.0
         return np.clip(frame * scale + 0.5, 0, 255).astype(np.uint8)
     if np.issubdtype(frame.dtype, np.integer):
@@ -64,6 +71,10 @@ def read_image(path) -> np.ndarray:
         return iio.imread(path)
     except Exception as error:  # imageio raises many types
         raise SegFlowError(f"{path}: cannot read this image ({error})") from error
+
+
+#: frames read to find the intensity range of a video not stored as 8-bit (evenly spaced over it)
+RANGE_SAMPLES = 16
 
 
 class FrameStack:
@@ -97,18 +108,24 @@ class FrameStack:
 class VideoFrames(FrameStack):
     """A lazy (T, H, W, 3) uint8 video. Index it like a numpy array; only the frames asked for are read.
 
-    ``names`` are per-frame stems (the file names for a folder of images, else 00000, 00001, ...).
+    ``names`` are per-frame stems (the file names for a folder of images, else 00000, 00001, ...). A video
+    stored other than as 8-bit (16-bit microscopy, floats) is brought to 8 bits over one range for the whole
+    video, so that it does not flicker: ``intensity_range`` (the values that become 0 and 255) when given, else
+    the lowest and highest finite values of up to ``RANGE_SAMPLES`` evenly spaced frames, as napari shows such a
+    video by default (a 12-bit camera's frames in 16-bit files would otherwise come out nearly black).
     """
 
     dtype = np.dtype(np.uint8)
     ndim = 4
 
-    def __init__(self, source: str, count: int, height: int, width: int, names: Sequence[str] | None = None) -> None:
+    def __init__(self, source: str, count: int, height: int, width: int, names: Sequence[str] | None = None,
+                 intensity_range: tuple[float, float] | None = None) -> None:
         if count == 0:
             raise SegFlowError(f"{source}: the video has no frames")
         self.source = source
         self.shape = (count, height, width, 3)
         self.names = list(names) if names is not None else [f"{i:05d}" for i in range(count)]
+        self.intensity_range = None if intensity_range is None else tuple(float(v) for v in intensity_range)
 
     def _read(self, index: int) -> np.ndarray:
         raise NotImplementedError
@@ -119,7 +136,9 @@ class VideoFrames(FrameStack):
         if not -count <= index < count:
             raise SegFlowError(f"{self.source}: frame index {index} is out of range (0..{count - 1})")
         index %= count
-        frame = to_rgb_uint8(self._read(index), self.source, index)
+        raw = np.asarray(self._read(index))
+        wide = raw.dtype not in (np.uint8, bool)
+        frame = to_rgb_uint8(raw, self.source, index, self._video_range() if wide else None)
         if frame.shape != self.shape[1:]:
             raise SegFlowError(
                 f"{self.source}: frame {index} is {frame.shape[1]}x{frame.shape[0]}, "
@@ -127,18 +146,32 @@ class VideoFrames(FrameStack):
             )
         return frame
 
+    def _video_range(self) -> tuple[float, float]:
+        if self.intensity_range is None:
+            picks = np.linspace(0, self.shape[0] - 1, min(self.shape[0], RANGE_SAMPLES)).round().astype(int)
+            values = []
+            for t in picks:
+                sample = np.asarray(self._read(int(t)))
+                if sample.ndim == 3 and sample.shape[-1] == 4:  # alpha is not intensity
+                    sample = sample[..., :3]
+                values.append(sample[np.isfinite(sample)] if sample.dtype.kind == "f" else sample.ravel())
+            values = np.concatenate(values)
+            self.intensity_range = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+        return self.intensity_range
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.source!r}, shape={self.shape})"
 
 
 class ArrayFrames(VideoFrames):
-    """Frames from an in-memory or memory-mapped array (T, H, W[, C])."""
+    """Frames from an in-memory or memory-mapped array (T, H, W[, C]); see VideoFrames for ``intensity_range``."""
 
-    def __init__(self, array: np.ndarray, source: str = "array") -> None:
+    def __init__(self, array: np.ndarray, source: str = "array",
+                 intensity_range: tuple[float, float] | None = None) -> None:
         if array.ndim not in (3, 4):
             raise SegFlowError(f"{source}: expected an array shaped (T, H, W) or (T, H, W, C), got {array.shape}")
         self.array = array
-        super().__init__(source, array.shape[0], array.shape[1], array.shape[2])
+        super().__init__(source, array.shape[0], array.shape[1], array.shape[2], intensity_range=intensity_range)
 
     def _read(self, index: int) -> np.ndarray:
         frame = self.array[index]

@@ -3,6 +3,7 @@ import pytest
 from PIL import Image
 
 from napari_segflow.data.io import (
+    ArrayFrames,
     davis_palette,
     open_video,
     read_flo,
@@ -114,9 +115,25 @@ def test_tiff_stack_grey_16bit(tmp_path):
     tifffile.imwrite(tmp_path / "stack.tif", stack, photometric="minisblack")
     video = open_video(tmp_path / "stack.tif")
     assert video.shape == (4, 8, 8, 3)
-    expected = np.round(stack[2].astype(float) * 255 / 65535).astype(np.uint8)
+    low, high = stack.min(), stack.max()  # the video's range: every frame is read to find it here
+    expected = np.floor((stack[2].astype(float) - low) * 255 / (high - low) + 0.5).astype(np.uint8)
     np.testing.assert_array_equal(video[2][..., 0], expected)
     np.testing.assert_array_equal(video[2][..., 0], video[2][..., 2])
+
+
+def test_a_video_not_stored_as_8_bit_takes_one_range_for_all_its_frames():
+    twelve_bit = np.zeros((20, 4, 4), np.uint16)
+    twelve_bit[:10] = 1000  # a dim half
+    twelve_bit[10:] = 4000  # and a bright one, as a 12-bit camera stores them in 16-bit files
+    twelve_bit[:, 0, 0] = 0
+    video = open_video(twelve_bit)
+    assert video[15].max() == 255 and video[3].max() == 64  # full contrast, and no frame stretched on its own
+    assert video.intensity_range == (0.0, 4000.0)  # found on the first read
+    given = ArrayFrames(twelve_bit, intensity_range=(0, 2000))  # as napari's contrast limits show it
+    assert given[3].max() == 128 and given[15].max() == 255
+    floats = np.linspace(0.2, 0.6, 3 * 2 * 2, dtype=np.float32).reshape(3, 2, 2)
+    assert open_video(floats)[0].min() == 0 and open_video(floats)[2].max() == 255
+    assert open_video(np.full((2, 3, 3), 7, np.uint8))[0].max() == 7  # 8-bit video as it is
 
 
 def test_npy_memory_map_and_rgba(tmp_path):
