@@ -65,6 +65,7 @@ class SegFlowWidget(QWidget):
         self._bars: dict[str, progress] = {}
         self._updating = False
         self._cancelled = self._failed = False
+        self._failure = ""
         self._followed_at = 0.0
 
         self.video_box = QComboBox(toolTip="The video (an Image layer: frames, height, width[, colour])")
@@ -330,18 +331,22 @@ class SegFlowWidget(QWidget):
         self._fill_annotations_selecting(self.annotator.annotation_layer)
         self.job = job
         worker = self._launch(create_worker(job.updates, _start_thread=False, _ignore_errors=True),
+                              "Stopped: {error}. What was done is kept; Undo takes it back.",
                               f"{action}: starting…")
         worker.yielded.connect(self._on_update)
         self._followed_at = 0.0
         worker.start()
 
-    def _launch(self, worker, text: str):
+    def _launch(self, worker, failure: str, text: str, cancellable: bool = True):
         """Take ``worker`` as the running one (its errors become notifications here, not exceptions on the GUI
-        thread); the caller connects what else it needs and starts it."""
+        thread, and ``failure``, formatted with the error, the status); the caller connects what else it needs
+        and starts it."""
         self.worker = worker
+        self._failure = failure
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._on_finished)
         self._set_running(True)
+        self.cancel_button.setEnabled(cancellable)
         self._cancelled = self._failed = False
         self.status.setText(text)
         return worker
@@ -369,6 +374,7 @@ class SegFlowWidget(QWidget):
             show_error(str(error))
             return
         worker = self._launch(create_worker(self.first_mask.make, request, _start_thread=False, _ignore_errors=True),
+                              "No mask made: {error}. The annotation layer is as it was.",
                               f"Making the mask of frame {request.frame}…")
         worker.returned.connect(lambda mask: self._first_mask_made(request, mask))
         worker.start()
@@ -422,10 +428,7 @@ class SegFlowWidget(QWidget):
     def _on_error(self, error: Exception) -> None:
         show_error(f"SegFlow: {error}" if isinstance(error, SegFlowError) else f"SegFlow failed: {error!r}")
         self._failed = True
-        if self.job is None:  # making a first mask: nothing was written
-            self.status.setText(f"No mask made: {error}. The annotation layer is as it was.")
-        else:
-            self.status.setText(f"Stopped: {error}. What was done is kept; Undo takes it back.")
+        self.status.setText(self._failure.format(error=error))
 
     def _on_finished(self) -> None:
         finished_job = self.job
@@ -471,15 +474,27 @@ class SegFlowWidget(QWidget):
     # -- sessions ------------------------------------------------------------------------------------
 
     def save_session(self, folder=None) -> None:
+        """Copy the session to ``folder`` (new or empty; asked for when None) on a worker thread: a long video's
+        session holds gigabytes of flow and undo history, too much to copy while napari waits."""
+        if self.worker is not None:
+            return
         if folder is None:
             folder = QFileDialog.getExistingDirectory(self, "Save the session in a new or empty folder")
             if not folder:
                 return
         try:
-            self.annotator.save(folder)
+            self.annotator.check_save(folder)
         except SegFlowError as error:
             show_error(str(error))
             return
+        worker = self._launch(create_worker(self.annotator.save, folder, _start_thread=False, _ignore_errors=True),
+                              "Not saved: {error}. The session is where it was.", f"Saving the session in {folder}…",
+                              cancellable=False)
+        worker.returned.connect(lambda _: self._session_saved(folder))
+        worker.start()
+
+    def _session_saved(self, folder) -> None:
+        self.status.setText(f"Session saved in {folder}; the work goes on there.")
         show_info(f"Session saved in {folder}")
 
     def open_session(self, folder=None) -> None:

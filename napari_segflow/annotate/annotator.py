@@ -373,10 +373,16 @@ class Annotator:
             self.session.reconfigure(settings)
         self.settings = settings
 
-    def save(self, folder) -> None:
-        """Keep the session in ``folder`` (new or empty) from now on."""
+    def check_save(self, folder) -> None:
+        """A SegFlowError when ``save(folder)`` cannot be done: no session yet, or a folder neither new nor empty."""
         if self.session is None:
             raise SegFlowError("nothing to save yet: fine-tune or propagate first")
+        self.session.check_save_folder(folder)
+
+    def save(self, folder) -> None:
+        """Keep the session in ``folder`` (new or empty) from now on (a worker thread may run it: it copies the
+        session's files and touches no layer)."""
+        self.check_save(folder)
         self.session.save_as(folder)
 
     def open(self, folder) -> None:

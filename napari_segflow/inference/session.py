@@ -505,22 +505,35 @@ class VideoSession:
         self.settings, self.device, self.geometry = settings, device, geometry
         write_text(self._state_text(), self.folder / SESSION_FILE)
 
-    def save_as(self, folder) -> None:
-        """Copy the session, undo history included, to ``folder`` (new or empty) and go on working there."""
+    @staticmethod
+    def check_save_folder(folder) -> Path:
+        """``folder`` as a Path when the session can be saved there (new or empty), else a SegFlowError."""
         folder = Path(folder)
         if (folder / SESSION_FILE).exists():
             raise SegFlowError(f"{folder}: already holds a session; choose a new or empty folder")
-        if folder.exists() and any(folder.iterdir()):
+        if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
             raise SegFlowError(f"{folder}: the folder to save the session in must be new or empty")
+        return folder
+
+    def save_as(self, folder) -> None:
+        """Copy the session, undo history included, to ``folder`` (new or empty) and go on working there."""
+        folder = self.check_save_folder(folder)
         staging = folder.with_name(f".{folder.name}.saving")
         shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(self.folder, staging)
-        if folder.exists():
-            folder.rmdir()
-        staging.rename(folder)
-        self.close()
+        try:
+            shutil.copytree(self.folder, staging)
+            if folder.exists():
+                folder.rmdir()
+            staging.rename(folder)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        # the new folder is the session's before the old one goes: a reader (the viewer drawing a frame) finds
+        # the files in one or the other
+        temporary, self._temporary = self._temporary, None
         self.folder = folder
         self.journal = Journal(folder)
+        if temporary is not None:
+            temporary.cleanup()
 
     # -- undo and closing ----------------------------------------------------------------------------
 

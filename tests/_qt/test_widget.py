@@ -248,13 +248,37 @@ def test_errors_in_the_worker_become_notifications(qtbot, widget, clip, monkeypa
     assert not widget.viewer.layers[MASKS].data[1:].any()
 
 
-def test_a_saved_session_reopens_with_its_layers(qtbot, widget, clip, tmp_path, make_napari_viewer, tiny_config):
+def test_a_saved_session_reopens_with_its_layers(qtbot, widget, clip, tmp_path, make_napari_viewer, tiny_config,
+                                                 monkeypatch):
     frames, instances = clip
     paint(widget.viewer.layers["annotation"], 0, first_object(instances))
     run(qtbot, widget, "run")
     saved = widget.annotator.session.labels_volume()
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "mine.txt").write_text("keep")
+    widget.save_session(tmp_path / "taken")
+    assert widget.worker is None and "must be new or empty" in last_error()
+    assert [p.name for p in (tmp_path / "taken").iterdir()] == ["mine.txt"]
+
+    session_type = type(widget.annotator.session)
+    original = session_type.save_as
+
+    def slow_save_as(session, folder):  # a long video's session: gigabytes to copy
+        time.sleep(0.5)
+        original(session, folder)
+
+    monkeypatch.setattr(session_type, "save_as", slow_save_as)
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(1))
+    timer.start(5)
     widget.save_session(tmp_path / "saved")
-    assert (tmp_path / "saved" / "session.json").is_file()
+    assert widget.worker is not None and not widget.buttons["run"].isEnabled()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=20_000)
+    timer.stop()
+    assert len(ticks) > 20  # the GUI thread kept serving events while the session was copied
+    assert (tmp_path / "saved" / "session.json").is_file() and widget.annotator.session.folder == tmp_path / "saved"
+    assert "Session saved in" in widget.status.text() and widget.buttons["run"].isEnabled()
 
     other = SegFlowWidget(widget.viewer, type(widget.annotator)(widget.viewer, weights=widget.annotator.weights))
     other.open_session(tmp_path / "saved")  # made from an array: uses the chosen video layer
