@@ -34,7 +34,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_segflow._qt.timeline import AttentionTimeline
-from napari_segflow.annotate.annotator import OUTPUT, Annotator
+from napari_segflow.annotate.annotator import OUTPUT, Annotator, read_session
 from napari_segflow.annotate.first_mask_tools import FirstMaskTools
 from napari_segflow.annotate.progress import FINETUNE
 from napari_segflow.device import DEVICE_CHOICES
@@ -498,21 +498,35 @@ class SegFlowWidget(QWidget):
         show_info(f"Session saved in {folder}")
 
     def open_session(self, folder=None) -> None:
+        """Open the saved session in ``folder`` (asked for when None): read on a worker thread, its layers added
+        when it comes back."""
+        if self.worker is not None:
+            return
         if folder is None:
             folder = QFileDialog.getExistingDirectory(self, "Open a saved session")
             if not folder:
                 return
         try:
-            self.annotator.open(folder)
+            video = self.annotator.session_video(folder)
         except SegFlowError as error:
             show_error(str(error))
             return
+        worker = self._launch(
+            create_worker(read_session, folder, video, self.annotator.weights, _start_thread=False,
+                          _ignore_errors=True),
+            "Not opened: {error}. The work on screen is as it was.", f"Opening the session in {folder}…",
+            cancellable=False,
+        )
+        worker.returned.connect(self._session_read)
+        worker.start()
+
+    def _session_read(self, opened) -> None:
+        self.annotator.adopt(opened)
+        self.status.setText(f"Session {opened.folder} open: {len(opened.session.result_frames)} frames with masks.")
         self._show_settings()
         self._refresh_layers()
         self._select(self.video_box, self.annotator.video_layer)
         self._fill_annotations_selecting(self.annotator.annotation_layer)
-        self._set_running(False)
-        self._show_attention()
 
     # -- keys ----------------------------------------------------------------------------------------
 

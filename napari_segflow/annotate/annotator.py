@@ -56,6 +56,30 @@ class Job:
             self._running.close()
 
 
+@dataclass
+class OpenedSession:
+    """A saved session opened off the GUI thread: the session, its video's layer data (None when it was made
+    from an array: its video layer is already in the viewer) and its masks."""
+
+    folder: Path
+    session: VideoSession
+    video_layer: tuple | None
+    masks: np.ndarray
+
+
+def read_session(folder, video=None, weights=None) -> OpenedSession:
+    """Open the saved session in ``folder`` and read what its layers need; touches no layer, so a worker thread
+    can run it (a long video's masks take seconds to read). ``video``: see ``Annotator.session_video``."""
+    folder = Path(folder)
+    session = VideoSession.open(folder, video=video, weights=weights)
+    try:
+        layer = video_layer_data(session.source) if video is None else None
+        return OpenedSession(folder, session, layer, session.labels_volume())
+    except BaseException:
+        session.close()
+        raise
+
+
 def video_source(layer: Image):
     """What a session reads the layer's frames from: the file or folder the reader opened, else the data; data
     not stored as 8-bit is brought to 8 bits over the layer's contrast limits, so that the network sees the
@@ -188,11 +212,13 @@ class Annotator:
             self.session = VideoSession(video_source(self.video_layer), weights=self.weights, settings=self.settings)
         return self.session
 
-    def _ensure_outputs(self) -> None:
+    def _ensure_outputs(self, masks: np.ndarray | None = None) -> None:
+        """The output layers, made when missing; ``masks``: the session's labels volume when already read."""
         session = self.session
         if self.masks_layer is None or self.masks_layer not in self.viewer.layers:
             self.masks_layer = self.viewer.add_labels(
-                session.labels_volume(), name=MASKS, metadata={OUTPUT: "masks", FRAME_NAMES: session.frames.names},
+                session.labels_volume() if masks is None else masks, name=MASKS,
+                metadata={OUTPUT: "masks", FRAME_NAMES: session.frames.names},
             )
             if self._masks_paint is not None:
                 self._masks_paint.disconnect()
@@ -388,29 +414,35 @@ class Annotator:
     def open(self, folder) -> None:
         """Open a saved session: its video (the recorded file, else the chosen video layer), its
         annotations as a new Labels layer, its masks and flow."""
-        folder = Path(folder)
-        video = None
-        state = VideoSession.peek(folder)
-        if state["video"] is None:
-            if self.video_layer is None:
-                raise SegFlowError(f"{folder}: the session was made from an array; choose its video layer first")
-            video = video_source(self.video_layer)
-        session = VideoSession.open(folder, video=video, weights=self.weights)
+        self.adopt(read_session(folder, self.session_video(folder), self.weights))
+
+    def session_video(self, folder):
+        """On the GUI thread: the video a saved session in ``folder`` reopens with (None: the file it recorded;
+        a session made from an array takes the chosen video layer's frames), or a SegFlowError."""
+        if VideoSession.peek(folder)["video"] is not None:
+            return None
+        if self.video_layer is None:
+            raise SegFlowError(f"{folder}: the session was made from an array; choose its video layer first")
+        return video_source(self.video_layer)
+
+    def adopt(self, opened: OpenedSession) -> None:
+        """On the GUI thread: work on a session ``read_session`` opened; its layers join the viewer."""
+        session = opened.session
         self.close_session()
         self.session = session
         self.settings = session.settings
         self.masks_layer = self.flow_layer = self.confidence_layer = self.arrows_layer = None
-        if state["video"] is not None:
-            data, meta, _ = video_layer_data(state["video"])
+        if opened.video_layer is not None:
+            data, meta, _ = opened.video_layer
             # chosen before it joins the viewer: the widget, told of a new video layer, would start afresh on it
             self.video_layer = Image(data, **meta)
             self.viewer.add_layer(self.video_layer)
         annotations = np.zeros(session.frames.shape[:3], np.uint8)
         for t, labels in session.annotations.items():
             annotations[t] = labels
-        layer = self.viewer.add_labels(annotations, name=f"annotation ({folder.name})")
+        layer = self.viewer.add_labels(annotations, name=f"annotation ({opened.folder.name})")
         self._watch_annotation(layer, scan=False)
-        self._ensure_outputs()
+        self._ensure_outputs(opened.masks)
 
     def close_session(self) -> None:
         self.attention = {}

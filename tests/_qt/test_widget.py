@@ -281,7 +281,11 @@ def test_a_saved_session_reopens_with_its_layers(qtbot, widget, clip, tmp_path, 
     assert "Session saved in" in widget.status.text() and widget.buttons["run"].isEnabled()
 
     other = SegFlowWidget(widget.viewer, type(widget.annotator)(widget.viewer, weights=widget.annotator.weights))
+    other.open_session(tmp_path / "taken")
+    assert other.worker is None and "no session here" in last_error()
     other.open_session(tmp_path / "saved")  # made from an array: uses the chosen video layer
+    assert other.worker is not None  # read on a worker thread
+    qtbot.waitUntil(lambda: other.worker is None, timeout=20_000)
     assert other.annotator.session.folder == tmp_path / "saved"
     np.testing.assert_array_equal(other.annotator.masks_layer.data, saved)
     np.testing.assert_array_equal(other.annotator.annotation_layer.data[0], first_object(instances))

@@ -39,7 +39,7 @@ def test_view_opens_an_npy_video_with_its_mask_on_the_frame_given(npy_clip, view
 
 
 def test_view_reopens_a_session_of_a_video_file_through_the_plugin_widget(tmp_path, npy_clip, tiny_config, viewers,
-                                                                          capsys):
+                                                                          capsys, qtbot):
     video, mask_path, _ = npy_clip
     weights = tmp_path / "tiny.pt"
     save_checkpoint(SegFlowNet(tiny_config), weights)
@@ -49,6 +49,7 @@ def test_view_reopens_a_session_of_a_video_file_through_the_plugin_widget(tmp_pa
     capsys.readouterr()
     # the widget is made through the manifest, as napari makes it: it is handed a proxy of the viewer
     viewer, widget = open_viewer(session=str(tmp_path / "session"), show=False)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=20_000)  # the session is read on a worker thread
     assert [layer.name for layer in viewer.layers] == ["clip", "annotation (session)", "segflow flow", MASKS]
     written = np.stack([read_label_image(tmp_path / "out" / f"{t:05d}.png") for t in range(5)])
     np.testing.assert_array_equal(viewer.layers[MASKS].data, written)
