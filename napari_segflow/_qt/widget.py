@@ -450,16 +450,21 @@ class SegFlowWidget(QWidget):
         self._show_attention()
 
     def undo(self) -> None:
+        """Take back the last change on a worker thread (a whole video's masks are read back), the layers
+        updated when it comes back."""
         if self.worker is not None:
             return
-        try:
-            frames = self.annotator.undo()
-        except SegFlowError as error:
-            show_error(str(error))
+        if self.annotator.session is None or not self.annotator.session.can_undo:
+            show_error("nothing to undo")
             return
-        self.status.setText(f"Undone: {len(frames)} frames back as they were.")
-        self._set_running(False)
-        self._show_user_frames()
+        worker = self._launch(create_worker(self.annotator.undo_in_session, _start_thread=False, _ignore_errors=True),
+                              "Not undone: {error}.", "Undoing the last change…", cancellable=False)
+        worker.returned.connect(self._undone)
+        worker.start()
+
+    def _undone(self, restored) -> None:
+        self.annotator.show_undone(restored)
+        self.status.setText(f"Undone: {len(restored)} frames back as they were.")
 
     def _set_running(self, running: bool) -> None:
         for widget in (*self.buttons.values(), self.save_button, self.open_button, self.video_box,

@@ -380,17 +380,25 @@ class Annotator:
     def undo(self) -> list[int]:
         """Take back the session's newest change; the frames whose masks came back. An error when there
         is nothing to undo."""
+        restored = self.undo_in_session()
+        self.show_undone(restored)
+        return sorted(restored)
+
+    def undo_in_session(self) -> dict[int, np.ndarray | None]:
+        """The session's part of ``undo`` (a worker thread may run it: it touches no layer): each frame whose
+        masks came back, with its labels now (None: no result there any more)."""
         if self.session is None or not self.session.can_undo:
             raise SegFlowError("nothing to undo")
-        frames = self.session.undo()
+        return {t: self.session.labels(t) for t in self.session.undo()}
+
+    def show_undone(self, restored: dict[int, np.ndarray | None]) -> None:
+        """On the GUI thread: the layers show what ``undo_in_session`` brought back."""
         if self.masks_layer is not None:
-            for t in frames:
-                labels = self.session.labels(t)
+            for t, labels in restored.items():
                 self.masks_layer.data[t] = labels if labels is not None else 0
             self.masks_layer.refresh()
         if self.flow_layer is not None:
             self.flow_layer.refresh()
-        return frames
 
     # -- settings, saving and opening ----------------------------------------------------------------
 

@@ -34,6 +34,13 @@ def run(qtbot, widget, action: str, timeout: int = 120_000) -> int:
     return len(ticks)
 
 
+def undo(qtbot, widget) -> None:
+    """Press Undo and wait for it: it reads the frames back on a worker thread."""
+    widget.undo()
+    assert widget.worker is not None and not widget.undo_button.isEnabled()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=20_000)
+
+
 def last_error() -> str:
     return notification_manager.records[-1].message if notification_manager.records else ""
 
@@ -88,7 +95,7 @@ def test_the_whole_loop_annotate_propagate_correct_undo(qtbot, widget, clip):
     assert not annotation.data[3].any()  # the user's annotation layer was not written
 
     assert widget.undo_button.isEnabled()
-    widget.undo()
+    undo(qtbot, widget)
     np.testing.assert_array_equal(masks.data[[1, 2, 4]], before[[1, 2, 4]])
 
 
@@ -124,8 +131,8 @@ def test_erasing_an_annotation_takes_it_back(qtbot, widget, clip):
     masks = layers[MASKS]
     np.testing.assert_array_equal(masks.data, session.labels_volume())  # frame 2 propagated from frame 0 again
     assert [widget.user_frames.item(i).text() for i in range(widget.user_frames.count())] == ["frame 0"]
-    widget.undo()
-    widget.undo()
+    undo(qtbot, widget)
+    undo(qtbot, widget)
     assert sorted(session.annotations) == [0, 2]
 
 
