@@ -439,6 +439,7 @@ class Annotator:
         self.close_session()
         self.session = session
         self.settings = session.settings
+        self.attention = dict(session.attention)  # the timeline and the frames worth a look, as they were
         self.masks_layer = self.flow_layer = self.confidence_layer = self.arrows_layer = None
         if opened.video_layer is not None:
             data, meta, _ = opened.video_layer

@@ -52,6 +52,8 @@ def drive(events, total_steps: int, total_results: int, label: str = "") -> Iter
 
 
 def run_propagate(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from napari_segflow.data.io import open_video, read_annotation, write_flo, write_label_png, write_text
     from napari_segflow.errors import SegFlowError
     from napari_segflow.inference.attention import frames_worth_a_look
@@ -60,8 +62,7 @@ def run_propagate(args: argparse.Namespace) -> int:
 
     out = _checked_output_folder(args.out, "--out")
     flow_out = _checked_output_folder(args.flow_out, "--flow-out") if args.flow_out else None
-    if args.session:
-        _checked_new_session_folder(args.session)
+    continuing = _checked_session_folder(args.session, args.video) if args.session else False
     video = open_video(args.video)
     _check_no_foreign_masks(out, video.names)
     annotations = {}
@@ -75,9 +76,10 @@ def run_propagate(args: argparse.Namespace) -> int:
         annotations[index] = box_annotation(video[index], args.box, args.weights, args.long_side,
                                             None if neighbour is None else video[neighbour])
     elif not args.mask:
-        raise SegFlowError(
-            "--mask: give the annotated frame's label image (--mask A.png), or a box (--box X0 Y0 X1 Y1)"
-        )
+        if not continuing:
+            raise SegFlowError(
+                "--mask: give the annotated frame's label image (--mask A.png), or a box (--box X0 Y0 X1 Y1)"
+            )
     else:
         frames = annotated_frames(args.mask, args.frame, len(video))
         for path, index in zip(args.mask, frames):
@@ -86,27 +88,39 @@ def run_propagate(args: argparse.Namespace) -> int:
                 annotations[index] = read_annotation(path, video.shape[1:3], allow_empty=len(args.mask) > 1)
             except SegFlowError as error:
                 raise SegFlowError(f"--mask {path} (frame {index}): {error}") from error
-        if not any(labels.any() for labels in annotations.values()):
+        if not continuing and not any(labels.any() for labels in annotations.values()):
             raise SegFlowError(f"--mask: every mask is empty ({', '.join(args.mask)}); at least one must show the "
                                "object")
     settings = session_settings(args, keep_flow=False, bidirectional=args.bidirectional)
-    with VideoSession(args.video, args.session, weights=args.weights, settings=settings) as session:
-        session.add_annotations(annotations)
+    if continuing:
+        session = VideoSession.open(args.session)
+        # the command's working size, budgets and device; what the session keeps (flow, confidence) as it was
+        session.reconfigure(replace(session.settings, long_side=settings.long_side, finetune=settings.finetune,
+                                    bidirectional=settings.bidirectional, device=settings.device))
+    else:
+        session = VideoSession(args.video, args.session, weights=args.weights, settings=settings)
+    with session:
+        if annotations:
+            session.add_annotations(annotations)
         names = session.frames.names
-        attention = {}
+        propagated = set()
         for result in drive(session.run(), settings.finetune.steps, session.pending_results):
-            if not attention:  # the folder marked as segflow's before its first mask, so a stopped run can be rerun
+            if not propagated:  # the folder marked as segflow's before its first mask, so a stopped run can be rerun
                 write_text(attention_csv({}, names), out / ATTENTION_FILE)
             write_label_png(result.labels, out / f"{names[result.index]}.png")
             if flow_out is not None:
                 write_flo(result.flow, flow_out / f"{names[result.index]}.flo")
-            attention[result.index] = result.attention
+            propagated.add(result.index)
+        for t in session.result_frames:  # a continued session's frames that kept their masks
+            if t not in propagated:
+                write_label_png(session.labels(t), out / f"{names[t]}.png")
+        attention, user_frames, written = dict(session.attention), list(session.annotations), session.result_frames
     write_text(attention_csv(attention, names), out / ATTENTION_FILE)
-    written = len(attention)
-    worst = ", ".join(str(t) for t in frames_worth_a_look(attention, annotations, len(names)))
+    worst = ", ".join(str(t) for t in frames_worth_a_look(attention, user_frames, len(names)))
     look = f"frames most worth a look: {worst}" if worst else "every frame is annotated"
-    print(f"wrote {written} masks to {out}" + (f" and {written} flow fields to {flow_out}" if flow_out else "")
-          + f"; {look} ({out / ATTENTION_FILE})")
+    again = f" ({len(propagated)} propagated again in the session {args.session})" if continuing else ""
+    flows = f" and {len(propagated)} flow fields to {flow_out}" if flow_out else ""
+    print(f"wrote {len(written)} masks to {out}{again}{flows}; {look} ({out / ATTENTION_FILE})")
     return 0
 
 
@@ -191,31 +205,32 @@ def _check_no_foreign_masks(out: Path, names: list[str]) -> None:
         )
 
 
-def _checked_new_session_folder(value: str) -> None:
-    """``--session`` must name a new or empty folder; say what is there otherwise and what to do."""
-    import json
-
+def _checked_session_folder(value: str, video: str) -> bool:
+    """``--session``: a new or empty folder to keep a new session in (False), or the saved session of ``video``
+    to go on with (True); say what is there otherwise and what to do."""
     from napari_segflow.errors import SegFlowError
-    from napari_segflow.inference.session import SESSION_FILE
+    from napari_segflow.inference.session import SESSION_FILE, VideoSession
 
     folder = Path(value)
     if folder.exists() and not folder.is_dir():
         raise SegFlowError(f"--session {value} is a file; name a new or empty folder to keep the session in")
-    state = folder / SESSION_FILE
-    if state.exists():
+    if (folder / SESSION_FILE).exists():
         try:
-            json.loads(state.read_text())
-        except (OSError, ValueError) as error:
+            recorded = VideoSession.peek(folder)["video"]
+        except SegFlowError as error:
             raise SegFlowError(
-                f"--session {value}: its {SESSION_FILE} is damaged ({error}), so the session there cannot be "
-                "reopened; name a new or empty folder (move or delete this one if its work is no longer needed)"
+                f"--session {value}: {error}, so the session there cannot be reopened; name a new or empty folder "
+                "(move or delete this one if its work is no longer needed)"
             ) from error
-        raise SegFlowError(
-            f"--session {value} already holds a session; name a new or empty folder, or look at that one with "
-            f"`segflow view --session {value}`"
-        )
+        if recorded is None:
+            raise SegFlowError(f"--session {value} was made from an array in Python; go on with it there")
+        if Path(recorded) != Path(video).resolve():
+            raise SegFlowError(f"--session {value} holds the session of {recorded}, not of {video}; name a new or "
+                               "empty folder for this video")
+        return True
     if folder.is_dir() and any(folder.iterdir()):
         raise SegFlowError(f"--session {value} is not empty; name a new or empty folder to keep the session in")
+    return False
 
 
 def run_flow(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ The folder::
                                  computed on (``flow()`` resizes it to the frame), when ``keep_flow``
     results/confidence/<t>.png   each pixel's largest class probability (8-bit grey) on the working grid
                                  (``confidence()`` resizes it to the frame), when ``keep_confidence``
+    results/attention.json       each propagated frame's attention score (inference/attention.py), after a run
     finetuned.pt                 the fine-tuned weights (strict checkpoint)
     undo/<serial>/               what each change overwrote (see ``journal.py``)
 
@@ -61,6 +62,7 @@ from napari_segflow.training.mask_priors import PriorDeformation
 from napari_segflow.training.online import FinetuneConfig, FinetuneStep, finetune, prepare_annotations
 
 SESSION_FILE = "session.json"
+ATTENTION_FILE = "results/attention.json"
 FORMAT_VERSION = 1
 DIRECTIONS = ("forward", "backward", "both")
 SESSION_FINETUNE_SECONDS = 50.0
@@ -166,6 +168,8 @@ class VideoSession:
         self.geometry = WorkingResolution(self.frames.shape[1], self.frames.shape[2], self.settings.long_side)
         self.journal = Journal(self.folder)
         self._results: set[int] = set()
+        #: each frame's attention score from the latest propagation over it (inference/attention.py)
+        self.attention: dict[int, float] = {}
 
     @staticmethod
     def _base_network(weights) -> tuple[SegFlowNet, str | None]:
@@ -255,6 +259,10 @@ class VideoSession:
         self.net = load_checkpoint(weights)[0] if weights.is_file() else None
         label_folder = self.folder / "results" / "labels"
         self._results = {int(p.stem) for p in label_folder.glob("*.png")} if label_folder.is_dir() else set()
+        scores = self.folder / ATTENTION_FILE
+        # sessions saved before the scores were kept have none: their frames are scored at their next run
+        saved = json.loads(scores.read_text()) if scores.is_file() else {}
+        self.attention = {int(t): float(v) for t, v in saved.items() if int(t) in self._results}
 
     # -- reading -------------------------------------------------------------------------------------
 
@@ -407,6 +415,7 @@ class VideoSession:
         net = place_model(copy.deepcopy(self.net), self.device)
         options = dict(bidirectional=bidirectional, refine_edges=self.settings.refine_edges)
         final: set[int] = set()
+        scored = dict(self.attention)
         try:
             for stretch in stretches:
                 if stretch.between:
@@ -426,6 +435,13 @@ class VideoSession:
             if is_out_of_memory(error):
                 raise out_of_memory_error(self.device, self.settings.long_side, "propagation") from error
             raise
+        finally:
+            if self.attention != scored:  # kept with the frames written, however the walk ended
+                text = json.dumps({str(t): v for t, v in sorted(self.attention.items())})
+                try:
+                    entry.write(ATTENTION_FILE, lambda path: write_text(text, path))
+                except OSError:  # a full disk: the frames are kept; only their scores wait for the next run
+                    pass
 
     def _store(self, entry: Entry, result: FrameResult) -> FrameResult:
         index = result.index
@@ -448,6 +464,7 @@ class VideoSession:
         except OSError as error:
             # the writers are atomic: nothing half-written is left; the frame simply has no result now
             self._results.discard(index)
+            self.attention.pop(index, None)
             for part in (f"labels/{_frame_file(index, '.png')}", f"flow/{_frame_file(index, '.npy')}",
                          f"confidence/{_frame_file(index, '.png')}"):
                 (self.folder / "results" / part).unlink(missing_ok=True)
@@ -462,6 +479,7 @@ class VideoSession:
                 "it are kept"
             ) from error
         self._results.add(index)
+        self.attention[index] = float(result.attention)
         return result
 
     # -- the one button ------------------------------------------------------------------------------

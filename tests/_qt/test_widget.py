@@ -293,6 +293,8 @@ def test_a_saved_session_reopens_with_its_layers(qtbot, widget, clip, tmp_path, 
     other.open_session(tmp_path / "saved")  # made from an array: uses the chosen video layer
     assert other.worker is not None  # read on a worker thread
     qtbot.waitUntil(lambda: other.worker is None, timeout=20_000)
+    assert other.timeline.scores == widget.annotator.attention and len(other.timeline.scores) == 5
+    assert other.worth_a_look.count() == len(widget.annotator.worth_a_look()) > 0
     assert other.annotator.session.folder == tmp_path / "saved"
     np.testing.assert_array_equal(other.annotator.masks_layer.data, saved)
     np.testing.assert_array_equal(other.annotator.annotation_layer.data[0], first_object(instances))

@@ -162,6 +162,67 @@ def test_without_opencv_propagate_and_the_box_run_and_flow_says_what_to_install(
     assert not (tmp_path / "f.flo").exists()
 
 
+def test_propagate_goes_on_with_a_saved_session_a_correction_at_a_time(tmp_path, frame_folder, synthetic_clip,
+                                                                       tiny_weights, capsys):
+    from napari_segflow.inference.session import VideoSession
+
+    session = tmp_path / "session"
+    first = tmp_path / "first"
+    assert main(["propagate", str(frame_folder), "--mask", str(tmp_path / "mask.png"), "--frame", "2",
+                 "--session", str(session), "--out", str(first), "--weights", tiny_weights, *FAST]) == 0
+    correction = (synthetic_clip.instances[4] == synthetic_clip.target_id).astype(np.uint8) * 5
+    write_label_png(correction, tmp_path / "correction.png")
+    capsys.readouterr()
+    again = tmp_path / "again"
+    assert main(["propagate", str(frame_folder), "--session", str(session), "--mask",
+                 str(tmp_path / "correction.png"), "--frame", "4", "--out", str(again), *FAST]) == 0
+    # only the stretch from the neighbouring user frame (2) to the correction was propagated again
+    assert f"wrote 5 masks to {again} (3 propagated again in the session {session})" in capsys.readouterr().out
+    assert sorted(p.stem for p in again.glob("*.png")) == [f"shot_{t}" for t in range(5)]
+    np.testing.assert_array_equal(read_label_image(again / "shot_4.png"), correction)
+    for t in (0, 1):  # beyond the neighbouring user frame: kept
+        np.testing.assert_array_equal(read_label_image(again / f"shot_{t}.png"),
+                                      read_label_image(first / f"shot_{t}.png"))
+    assert len((again / "attention.csv").read_text().splitlines()) == 6
+    reopened = VideoSession.open(session)
+    assert sorted(reopened.annotations) == [2, 4] and reopened.pending_stretches() == []
+    assert sorted(reopened.attention) == [0, 1, 2, 3, 4]
+    assert main(["propagate", str(frame_folder), "--session", str(session), "--out", str(tmp_path / "same"),
+                 *FAST]) == 0  # nothing new: the masks as they are
+    assert f"wrote 5 masks to {tmp_path / 'same'} (0 propagated again" in capsys.readouterr().out
+    np.testing.assert_array_equal(read_label_image(tmp_path / "same" / "shot_3.png"),
+                                  read_label_image(again / "shot_3.png"))
+    other = tmp_path / "other.npy"
+    np.save(other, (synthetic_clip.frames * 255).astype(np.uint8))
+    assert main(["propagate", str(other), "--session", str(session), "--out", str(tmp_path / "o"), *FAST]) == 2
+    assert f"holds the session of {frame_folder.resolve()}, not of {other}" in capsys.readouterr().err
+
+
+def test_propagate_finishes_what_a_stopped_run_left_in_its_session(tmp_path, frame_folder, tiny_weights, capsys,
+                                                                   monkeypatch):
+    from napari_segflow.data import io
+
+    session, out = tmp_path / "session", tmp_path / "masks"
+    real_write = io.write_label_png  # the command takes its writer from io when it runs
+    count = {"n": 0}
+
+    def stop_after_two(labels, path):
+        count["n"] += 1
+        if count["n"] == 3:
+            raise KeyboardInterrupt  # Ctrl-C while the third mask is written
+        real_write(labels, path)
+
+    monkeypatch.setattr(io, "write_label_png", stop_after_two)
+    assert main(["propagate", str(frame_folder), "--mask", str(tmp_path / "mask.png"), "--frame", "2",
+                 "--session", str(session), "--out", str(out), "--weights", tiny_weights, *FAST]) == 130
+    monkeypatch.setattr(io, "write_label_png", real_write)
+    assert len(list(out.glob("*.png"))) == 2
+    capsys.readouterr()
+    assert main(["propagate", str(frame_folder), "--session", str(session), "--out", str(out), *FAST]) == 0
+    assert sorted(p.stem for p in out.glob("*.png")) == [f"shot_{t}" for t in range(5)]
+    assert "(5 propagated again" in capsys.readouterr().out  # the stopped run's stretches, whole
+
+
 def test_propagate_from_a_box_makes_the_first_mask_then_runs(tmp_path, frame_folder, synthetic_clip, tiny_weights,
                                                             capsys):
     ys, xs = np.nonzero(synthetic_clip.instances[2] == synthetic_clip.target_id)
@@ -188,8 +249,8 @@ def test_propagate_from_a_box_makes_the_first_mask_then_runs(tmp_path, frame_fol
         (["--mask", "{empty}", "--frame", "0", "--mask", "{empty}", "--frame", "3"], "--mask: every mask is empty"),
         (["--mask", "{mask}", "--out", "{file}"], "--out {file} is a file"),
         (["--mask", "{mask}", "--flow-out", "{file}"], "--flow-out {file} is a file"),
-        (["--mask", "{mask}", "--session", "{damaged}"], "is damaged"),
-        (["--mask", "{mask}", "--session", "{session}"], "already holds a session"),
+        (["--mask", "{mask}", "--session", "{damaged}"], "damaged session file"),
+        (["--mask", "{mask}", "--session", "{session}"], "session format None, expected 1, so the session there"),
         ([], "--mask: give the annotated frame's label image"),
         (["--box", "10", "10", "10", "40"], "--box: box (10, 10)-(10, 40) has no area"),
         (["--box", "200", "10", "300", "40"], "lies outside the 128x96 frame"),

@@ -63,6 +63,7 @@ def test_run_finetunes_then_fills_every_frame_and_reopens_exactly(tmp_path, vide
     for a, b in zip(reopened.net.state_dict().values(), session.net.state_dict().values()):
         torch.testing.assert_close(a, b)
     assert not reopened.needs_finetune and reopened.pending_stretches() == []
+    assert reopened.attention == {r.index: r.attention for r in results} == session.attention
 
 
 def test_a_correction_refinetunes_warm_and_repropagates_up_to_the_user_frames(tmp_path, video, settings, base):
