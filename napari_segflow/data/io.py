@@ -50,7 +50,7 @@ def to_rgb_uint8(frame: np.ndarray, source: str, index: int,
         return frame.astype(np.uint8) * 255
     if np.issubdtype(frame.dtype, np.floating) and not np.isfinite(frame).all():
         raise SegFlowError(f"{source}: frame {index} holds NaN or infinite values")
-    if intensity_range is not None and (np.issubdtype(frame.dtype, np.number)):
+    if intensity_range is not None and np.issubdtype(frame.dtype, np.number):
         low, high = intensity_range
         scale = 255.0 / max(high - low, 1e-12)
         return np.clip((frame.astype(np.float64) - low) * scale + 0.5, 0, 255).astype(np.uint8)
@@ -149,14 +149,17 @@ class VideoFrames(FrameStack):
     def _video_range(self) -> tuple[float, float]:
         if self.intensity_range is None:
             picks = np.linspace(0, self.shape[0] - 1, min(self.shape[0], RANGE_SAMPLES)).round().astype(int)
-            values = []
+            lows, highs = [], []
             for t in picks:
                 sample = np.asarray(self._read(int(t)))
                 if sample.ndim == 3 and sample.shape[-1] == 4:  # alpha is not intensity
                     sample = sample[..., :3]
-                values.append(sample[np.isfinite(sample)] if sample.dtype.kind == "f" else sample.ravel())
-            values = np.concatenate(values)
-            self.intensity_range = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+                if sample.dtype.kind == "f":
+                    sample = sample[np.isfinite(sample)]
+                if sample.size:
+                    lows.append(sample.min())
+                    highs.append(sample.max())
+            self.intensity_range = (float(min(lows)), float(max(highs))) if lows else (0.0, 1.0)
         return self.intensity_range
 
     def __repr__(self) -> str:
