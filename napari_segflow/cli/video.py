@@ -84,8 +84,9 @@ def run_propagate(args: argparse.Namespace) -> int:
         frames = annotated_frames(args.mask, args.frame, len(video))
         for path, index in zip(args.mask, frames):
             try:
-                # with several masks, an empty one says that no object is on its frame
-                annotations[index] = read_annotation(path, video.shape[1:3], allow_empty=len(args.mask) > 1)
+                # beside other annotated frames an empty mask says that no object is on its frame
+                annotations[index] = read_annotation(path, video.shape[1:3],
+                                                     allow_empty=continuing or len(args.mask) > 1)
             except SegFlowError as error:
                 raise SegFlowError(f"--mask {path} (frame {index}): {error}") from error
         if not continuing and not any(labels.any() for labels in annotations.values()):
@@ -217,7 +218,7 @@ def _checked_session_folder(value: str, video: str) -> bool:
     if (folder / SESSION_FILE).exists():
         try:
             recorded = VideoSession.peek(folder)["video"]
-        except SegFlowError as error:
+        except (SegFlowError, OSError) as error:
             raise SegFlowError(
                 f"--session {value}: {error}, so the session there cannot be reopened; name a new or empty folder "
                 "(move or delete this one if its work is no longer needed)"

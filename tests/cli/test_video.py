@@ -187,6 +187,12 @@ def test_propagate_goes_on_with_a_saved_session_a_correction_at_a_time(tmp_path,
     reopened = VideoSession.open(session)
     assert sorted(reopened.annotations) == [2, 4] and reopened.pending_stretches() == []
     assert sorted(reopened.attention) == [0, 1, 2, 3, 4]
+    write_label_png(np.zeros_like(correction), tmp_path / "gone.png")  # one correction alone may say "not here"
+    assert main(["propagate", str(frame_folder), "--session", str(session), "--mask", str(tmp_path / "gone.png"),
+                 "--frame", "0", "--out", str(tmp_path / "gone"), *FAST]) == 0
+    assert not read_label_image(tmp_path / "gone" / "shot_0.png").any()
+    np.testing.assert_array_equal(read_label_image(tmp_path / "gone" / "shot_4.png"), correction)
+    capsys.readouterr()
     assert main(["propagate", str(frame_folder), "--session", str(session), "--out", str(tmp_path / "same"),
                  *FAST]) == 0  # nothing new: the masks as they are
     assert f"wrote 5 masks to {tmp_path / 'same'} (0 propagated again" in capsys.readouterr().out
