@@ -129,6 +129,7 @@ class Annotator:
         self._annotation_paint: PaintedFrames | None = None
         self._masks_paint: PaintedFrames | None = None
         self._unread_annotation_frames: set[int] = set()
+        self._shown_annotations: set[int] = set()
         #: each frame's attention score from the latest run over it (inference/attention.py)
         self.attention: dict[int, float] = {}
 
@@ -195,6 +196,7 @@ class Annotator:
             self._annotation_paint = None
         self.annotation_layer = layer
         self._unread_annotation_frames = set()
+        self._remember_shown_annotations()
         if layer is not None:
             self._annotation_paint = PaintedFrames(layer, self.current_frame, self._painted)
         if layer is not None and scan:
@@ -292,7 +294,7 @@ class Annotator:
             if labels.any():
                 if not _same(labels, session.annotations.get(t)):
                     found[t] = labels.copy()
-            elif t in session.annotations:
+            elif t in self._shown_annotations:  # not one made on "segflow masks", which this layer never showed
                 removed.append(t)
         if self._masks_paint is not None:
             for t in sorted(self._masks_paint.frames):
@@ -301,12 +303,21 @@ class Annotator:
                     found[t] = labels.copy()
         return found, [t for t in removed if t not in found]
 
+    def _remember_shown_annotations(self) -> None:
+        """Which of the session's annotations the annotation layer shows: erasing one of those whole takes it
+        back; a frame the user made on "segflow masks" is empty there, and painting and erasing it changes
+        nothing."""
+        layer, session = self.annotation_layer, self.session
+        self._shown_annotations = set() if layer is None or session is None else {
+            t for t in session.annotations if np.asarray(layer.data[t]).any()}
+
     def _take_annotations(self) -> None:
         """Give the session what the user painted and erased; all or nothing."""
         painted, removed = self._painted_annotations()
         if painted or removed:
             self.session.change_annotations(painted, removed)
         self._unread_annotation_frames = set()
+        self._remember_shown_annotations()
         for tracker in (self._annotation_paint, self._masks_paint):
             if tracker is not None:
                 tracker.take()

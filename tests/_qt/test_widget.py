@@ -114,6 +114,14 @@ def test_erasing_a_frame_of_the_masks_says_the_object_is_not_there(qtbot, widget
     np.testing.assert_array_equal(masks.data, session.labels_volume())
     assert [widget.user_frames.item(i).text() for i in range(widget.user_frames.count())] == [
         "frame 0", "frame 3 · no object"]
+    # a stroke painted and wiped on the annotation layer, which never showed frame 3's annotation: nothing changes
+    annotation = layers["annotation"]
+    stroke = np.zeros(instances.shape[1:], np.uint8)
+    stroke[5:9, 5:9] = 1
+    paint(annotation, 3, stroke)
+    paint(annotation, 3, np.zeros_like(stroke))
+    run(qtbot, widget, "run")
+    assert sorted(session.annotations) == [0, 3] and not session.annotations[3].any()
 
 
 def test_erasing_an_annotation_takes_it_back(qtbot, widget, clip):
