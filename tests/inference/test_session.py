@@ -200,6 +200,7 @@ def test_an_annotation_taken_back_is_propagated_over_again_and_undo_returns_it(t
     assert [r.index for r in results] == [0, 1, 2, 3, 4]
     stored = {r.index: r.labels for r in results}
     np.testing.assert_array_equal(session.labels(2), stored[2])  # the network's mask now, not the user's
+    assert not np.array_equal(stored[2], user)
     assert any(not torch.equal(weights_before[k], v) for k, v in session.net.state_dict().items())
     session.undo()  # the run
     assert session.undo() == [2]  # the taking back: the annotation returns
