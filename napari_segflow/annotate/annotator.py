@@ -86,6 +86,12 @@ def video_source(layer: Image):
     video as the user does."""
     if VIDEO_SOURCE in layer.metadata and Path(layer.metadata[VIDEO_SOURCE]).exists():
         return layer.metadata[VIDEO_SOURCE]
+    return video_frames(layer)
+
+
+def video_frames(layer: Image) -> VideoFrames:
+    """The layer's frames as (H, W, 3) uint8, as the network takes them: the reader's own, else the data, brought
+    over the layer's contrast limits when it is not stored as 8-bit."""
     if isinstance(layer.data, VideoFrames):
         return layer.data
     eight_bit = np.dtype(layer.data.dtype) == np.uint8

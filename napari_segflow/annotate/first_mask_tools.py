@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from napari.layers import Labels, Shapes
 
-from napari_segflow.annotate.annotator import OUTPUT, Annotator
+from napari_segflow.annotate.annotator import OUTPUT, Annotator, video_frames
 from napari_segflow.checkpoint import SHIPPED_WEIGHTS, load_checkpoint
 from napari_segflow.errors import SegFlowError
 from napari_segflow.inference.first_mask import Box, first_mask, neighbour_index
@@ -78,7 +78,8 @@ class FirstMaskTools:
         if video is None:
             raise SegFlowError("choose the video layer first")
         frame = self.annotator.current_frame()
-        image = np.asarray(video.data[frame])
+        frames = video_frames(video)  # 8-bit colour, as the session sees the video
+        image = frames[frame]
         box = self._box(frame)
         foreground = background = None
         strokes = self._tool_layer("strokes")
@@ -94,7 +95,7 @@ class FirstMaskTools:
                                f"{BOX_LAYER!r} (or paint strokes on {STROKES_LAYER!r}) first")
         neighbour = neighbour_index(frame, video.data.shape[0])
         return FirstMaskRequest(frame, image, box, foreground, background,
-                                None if neighbour is None else np.asarray(video.data[neighbour]))
+                                None if neighbour is None else frames[neighbour])
 
     def _box(self, frame: int) -> Box | None:
         """The last rectangle drawn on ``frame`` (or on every frame, in a 2D Shapes layer)."""

@@ -379,6 +379,21 @@ def test_a_box_becomes_the_frames_mask_on_the_annotation_layer(qtbot, widget, cl
     assert not np.asarray(annotation.data[2]).any()
 
 
+def test_a_box_on_a_16_bit_video_layer_makes_the_mask_from_what_the_user_sees(qtbot, widget, clip):
+    viewer = widget.annotator.viewer
+    grey = (clip[0].mean(-1) * 16).astype(np.uint16)  # a 12-bit camera's values in 16-bit data
+    widget.annotator.use_video(viewer.add_image(grey, name="grey", contrast_limits=(0, 4095)))
+    truth = first_object(clip[1], frame=2)
+    ys, xs = np.nonzero(truth)
+    viewer.dims.set_current_step(0, 2)
+    widget.first_mask.box_layer().add_rectangles(rectangle(2, ys.min(), xs.min(), ys.max() + 1, xs.max() + 1))
+    request = widget.first_mask.request()
+    assert request.image.dtype == np.uint8 and request.image.shape == (96, 128, 3)
+    np.testing.assert_allclose(request.image[..., 0], clip[0][2].mean(-1), atol=2)  # the video as shown
+    made = widget.first_mask.make(request)
+    assert (made & (truth > 0)).sum() / (made | (truth > 0)).sum() > 0.5
+
+
 def test_a_box_outside_the_frame_or_one_kind_of_stroke_changes_nothing(qtbot, widget, clip):
     viewer = widget.annotator.viewer
     viewer.dims.set_current_step(0, 0)
