@@ -13,6 +13,19 @@ from napari_segflow.training.offline import OfflineTrainer, TrainConfig, load_tr
 from tests.conftest import TINY_OVERRIDES
 
 
+def _config_file(config: TrainConfig, path: Path) -> Path:
+    """``config`` written as the YAML file ``segflow train --config`` reads."""
+    from dataclasses import asdict
+
+    import yaml
+
+    values = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
+    overrides = values["model_overrides"]
+    values["model_overrides"] = {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()}
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
 @pytest.fixture
 def tiny_train_config(davis_folder, tmp_path):
     return TrainConfig(
@@ -139,8 +152,6 @@ def test_a_missing_config_is_named(tmp_path):
 def test_shipped_stage_configs_load_and_chain():
     """The recorded stages of the shipped checkpoint warm-start each from the previous one's output; the measured
     stages that the chain skips start from stage 1, 3, 4 or 5."""
-    from pathlib import Path
-
     configs = Path(__file__).resolve().parents[2] / "configs"
     names = ("small_1_flow", "small_2_seg", "small_3_prior", "small_4_flow_real", "small_5_distractors")
     stages = [load_train_config(configs / f"{name}.yaml") for name in names]
@@ -225,18 +236,9 @@ def test_torchrun_with_two_processes(tiny_train_config, tmp_path, minutes):
     import os
     import subprocess
     import sys
-    from dataclasses import asdict
 
-    import yaml
-
-    values = asdict(replace(tiny_train_config, phase_max_minutes=minutes))
-    values["output"] = str(tmp_path / "ddp")
-    values = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
-    values["model_overrides"] = {
-        k: list(v) if isinstance(v, tuple) else v for k, v in values["model_overrides"].items()
-    }
-    config_path = tmp_path / "ddp.yaml"
-    config_path.write_text(yaml.safe_dump(values))
+    config_path = _config_file(replace(tiny_train_config, phase_max_minutes=minutes, output=str(tmp_path / "ddp")),
+                               tmp_path / "ddp.yaml")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
                "-m", "napari_segflow.cli", "train", "--config", str(config_path), "--no-progress"]
@@ -247,8 +249,6 @@ def test_torchrun_with_two_processes(tiny_train_config, tmp_path, minutes):
 
 
 def test_settings_given_on_the_command_line_replace_the_file(tmp_path):
-    from pathlib import Path
-
     from napari_segflow.cli.train import parse_settings
 
     path = Path(__file__).resolve().parents[2] / "configs" / "small_1_flow.yaml"
@@ -359,20 +359,10 @@ def test_a_run_stopped_by_sigterm_leaves_a_state_to_resume(tiny_train_config, tm
     import subprocess
     import sys
     import time
-    from dataclasses import asdict
-    from pathlib import Path
-
-    import yaml
-
     config = replace(tiny_train_config, output=str(tmp_path / "stopped"), phases=("seg",),
                      phase_max_steps=(0, 1_000_000), phase_min_steps=1_000_000, validate_every=1_000_000,
                      checkpoint_every=1_000_000, loader_workers=workers)
-    values = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
-    values["model_overrides"] = {
-        k: list(v) if isinstance(v, tuple) else v for k, v in values["model_overrides"].items()
-    }
-    config_path = tmp_path / "stopped.yaml"
-    config_path.write_text(yaml.safe_dump(values))
+    config_path = _config_file(config, tmp_path / "stopped.yaml")
     process = subprocess.Popen([sys.executable, "-m", "napari_segflow.cli", "train", "--config", str(config_path),
                                 "--no-progress"], stderr=subprocess.PIPE, text=True)
     metrics = tmp_path / "stopped" / "metrics.jsonl"
@@ -415,20 +405,10 @@ def test_own_priors_reach_the_segmentation_windows(tiny_train_config, monkeypatc
 
 def test_a_flow_phase_without_opencv_is_one_error_line_before_any_work(tiny_train_config, tmp_path, capsys,
                                                                           monkeypatch):
-    from dataclasses import asdict
-
-    import yaml
-
     from napari_segflow.cli import main
 
     monkeypatch.setitem(sys.modules, "cv2", None)
-    values = asdict(replace(tiny_train_config, output=str(tmp_path / "run")))
-    values = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
-    values["model_overrides"] = {
-        k: list(v) if isinstance(v, tuple) else v for k, v in values["model_overrides"].items()
-    }
-    config_path = tmp_path / "run.yaml"
-    config_path.write_text(yaml.safe_dump(values))
+    config_path = _config_file(replace(tiny_train_config, output=str(tmp_path / "run")), tmp_path / "run.yaml")
     assert main(["train", "--config", str(config_path), "--no-progress"]) == 2
     error = capsys.readouterr().err
     assert error.startswith("segflow: error: the flow phase's DIS teacher needs OpenCV: pip install")
@@ -448,19 +428,9 @@ def test_a_trainer_made_from_python_refuses_a_folder_holding_a_run(tiny_train_co
 
 
 def test_a_new_run_into_a_folder_holding_a_run_is_refused_and_loses_nothing(tiny_train_config, tmp_path, capsys):
-    from dataclasses import asdict
-
-    import yaml
-
     from napari_segflow.cli import main
 
-    values = asdict(replace(tiny_train_config, output=str(tmp_path / "run")))
-    values = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
-    values["model_overrides"] = {
-        k: list(v) if isinstance(v, tuple) else v for k, v in values["model_overrides"].items()
-    }
-    config_path = tmp_path / "run.yaml"
-    config_path.write_text(yaml.safe_dump(values))
+    config_path = _config_file(replace(tiny_train_config, output=str(tmp_path / "run")), tmp_path / "run.yaml")
     assert main(["train", "--config", str(config_path), "--no-progress"]) == 0
     kept = {path.name: path.read_bytes() for path in (tmp_path / "run").iterdir() if path.is_file()}
     assert {"final.pt", "metrics.jsonl"} <= set(kept)
