@@ -454,8 +454,10 @@ class SegFlowWidget(QWidget):
         updated when it comes back."""
         if self.worker is not None:
             return
-        if self.annotator.session is None or not self.annotator.session.can_undo:
-            show_error("nothing to undo")
+        try:
+            self.annotator.check_undo()
+        except SegFlowError as error:
+            show_error(str(error))
             return
         worker = self._launch(create_worker(self.annotator.undo_in_session, _start_thread=False, _ignore_errors=True),
                               "Not undone: {error}.", "Undoing the last change…", cancellable=False)

@@ -394,18 +394,15 @@ class Annotator:
             return []
         return frames_worth_a_look(self.attention, self.user_frames(), len(self.session), count)
 
-    def undo(self) -> list[int]:
-        """Take back the session's newest change; the frames whose masks came back. An error when there
-        is nothing to undo."""
-        restored = self.undo_in_session()
-        self.show_undone(restored)
-        return sorted(restored)
-
-    def undo_in_session(self) -> dict[int, np.ndarray | None]:
-        """The session's part of ``undo`` (a worker thread may run it: it touches no layer): each frame whose
-        masks came back, with its labels now (None: no result there any more)."""
+    def check_undo(self) -> None:
+        """A SegFlowError when there is nothing to undo."""
         if self.session is None or not self.session.can_undo:
             raise SegFlowError("nothing to undo")
+
+    def undo_in_session(self) -> dict[int, np.ndarray | None]:
+        """Take back the session's newest change (a worker thread may run it: it touches no layer): each frame
+        whose masks came back, with its labels now (None: no result there any more)."""
+        self.check_undo()
         return {t: self.session.labels(t) for t in self.session.undo()}
 
     def show_undone(self, restored: dict[int, np.ndarray | None]) -> None:
@@ -435,11 +432,6 @@ class Annotator:
         session's files and touches no layer)."""
         self.check_save(folder)
         self.session.save_as(folder)
-
-    def open(self, folder) -> None:
-        """Open a saved session: its video (the recorded file, else the chosen video layer), its
-        annotations as a new Labels layer, its masks and flow."""
-        self.adopt(read_session(folder, self.session_video(folder), self.weights))
 
     def session_video(self, folder):
         """On the GUI thread: the video a saved session in ``folder`` reopens with (None: the file it recorded;

@@ -65,7 +65,6 @@ PARTS_WITHOUT_PEERS = ("model", "finetune")
 
 def _check_optional_packages(args: argparse.Namespace) -> None:
     """What the part needs beyond the plugin's own dependencies (the bench extra), checked before any work."""
-    from napari_segflow.errors import SegFlowError
     from napari_segflow.opencv import opencv
 
     if args.part not in PARTS_WITHOUT_PEERS:

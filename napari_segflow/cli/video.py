@@ -94,7 +94,7 @@ def run_propagate(args: argparse.Namespace) -> int:
                                "object")
     settings = session_settings(args, keep_flow=False, bidirectional=args.bidirectional)
     if continuing:
-        session = VideoSession.open(args.session)
+        session = VideoSession.open(args.session, video=video)  # the same file, opened once
         # the command's working size, budgets and device; what the session keeps (flow, confidence) as it was
         session.reconfigure(replace(session.settings, long_side=settings.long_side, finetune=settings.finetune,
                                     bidirectional=settings.bidirectional, device=settings.device))
