@@ -104,23 +104,28 @@ def run_propagate(args: argparse.Namespace) -> int:
         if annotations:
             session.add_annotations(annotations)
         names = session.frames.names
-        propagated = set()
+        propagated, flows_written = set(), 0
         for result in drive(session.run(), settings.finetune.steps, session.pending_results):
             if not propagated:  # the folder marked as segflow's before its first mask, so a stopped run can be rerun
                 write_text(attention_csv({}, names), out / ATTENTION_FILE)
             write_label_png(result.labels, out / f"{names[result.index]}.png")
             if flow_out is not None:
                 write_flo(result.flow, flow_out / f"{names[result.index]}.flo")
+                flows_written += 1
             propagated.add(result.index)
-        for t in session.result_frames:  # a continued session's frames that kept their masks
+        for t in session.result_frames:  # a continued session's frames that kept their masks (and flow, if kept)
             if t not in propagated:
                 write_label_png(session.labels(t), out / f"{names[t]}.png")
+                kept_flow = session.flow(t) if flow_out is not None else None
+                if kept_flow is not None:
+                    write_flo(kept_flow, flow_out / f"{names[t]}.flo")
+                    flows_written += 1
         attention, user_frames, written = dict(session.attention), list(session.annotations), session.result_frames
     write_text(attention_csv(attention, names), out / ATTENTION_FILE)
     worst = ", ".join(str(t) for t in frames_worth_a_look(attention, user_frames, len(names)))
     look = f"frames most worth a look: {worst}" if worst else "every frame is annotated"
     again = f" ({len(propagated)} propagated again in the session {args.session})" if continuing else ""
-    flows = f" and {len(propagated)} flow fields to {flow_out}" if flow_out else ""
+    flows = f" and {flows_written} flow fields to {flow_out}" if flow_out else ""
     print(f"wrote {len(written)} masks to {out}{again}{flows}; {look} ({out / ATTENTION_FILE})")
     return 0
 

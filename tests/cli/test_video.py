@@ -204,6 +204,34 @@ def test_propagate_goes_on_with_a_saved_session_a_correction_at_a_time(tmp_path,
     assert f"holds the session of {frame_folder.resolve()}, not of {other}" in capsys.readouterr().err
 
 
+def test_a_continued_session_that_keeps_flow_writes_every_frames_flow(tmp_path, frame_folder, synthetic_clip,
+                                                                      tiny_weights, capsys):
+    """A session made where flow is kept (the widget's default) gives --flow-out the flow of the frames it did
+    not propagate again too, not only of the stretch a correction re-ran."""
+    from napari_segflow.inference.session import SessionSettings, VideoSession
+    from napari_segflow.training.online import FinetuneConfig
+
+    folder = tmp_path / "session"
+    settings = SessionSettings(long_side=128, finetune=FinetuneConfig(steps=2, time_budget=None), correction_steps=2,
+                               correction_time_budget=None, device="cpu", keep_flow=True)
+    with VideoSession(frame_folder, folder, weights=tiny_weights, settings=settings) as session:
+        session.add_annotation(2, read_label_image(tmp_path / "mask.png"))
+        for _ in session.run():
+            pass
+        kept = [t for t in range(len(session.frames)) if session.flow(t) is not None]
+    correction = (synthetic_clip.instances[4] == synthetic_clip.target_id).astype(np.uint8) * 5
+    write_label_png(correction, tmp_path / "correction.png")
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    capsys.readouterr()
+    assert main(["propagate", str(frame_folder), "--session", str(folder), "--mask", str(tmp_path / "correction.png"),
+                 "--frame", "4", "--out", str(tmp_path / "again"), "--flow-out", str(flows), *FAST]) == 0
+    assert len(kept) > 3  # more frames than the correction propagates again
+    assert sorted(p.stem for p in flows.glob("*.flo")) == [f"shot_{t}" for t in kept]
+    assert f"(3 propagated again in the session {folder}) and {len(kept)} flow fields" in capsys.readouterr().out
+    np.testing.assert_allclose(read_flo(flows / "shot_0.flo"), VideoSession.open(folder).flow(0))
+
+
 def test_propagate_finishes_what_a_stopped_run_left_in_its_session(tmp_path, frame_folder, tiny_weights, capsys,
                                                                    monkeypatch):
     from napari_segflow.data import io
