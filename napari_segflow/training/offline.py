@@ -36,6 +36,7 @@ import torch
 
 from napari_segflow.checkpoint import save_checkpoint
 from napari_segflow.config import preset_config
+from napari_segflow.data.augment import AffineRanges
 from napari_segflow.data.synthetic import SyntheticConfig, SyntheticVideoGenerator
 from napari_segflow.data.warped_pairs import WarpRanges, make_warped_pair
 from napari_segflow.device import choose_device
@@ -83,6 +84,8 @@ class TrainConfig:
     distractors: float = 0.0  # share of seg windows holding objects other than the target (training/windows.py)
     prior_boxes: float = 0.0  # share of mask priors that are the objects' boxes (training/mask_priors.py)
     own_priors: float = 0.0  # share of windows whose later priors are the network's own answers (mask_priors.py)
+    photometric: float = 0.0  # strength of the seg windows' relighting (data/photometric.py; 0: none)
+    window_scale: tuple[float, ...] = (0.9, 1.1)  # the seg windows' affine zoom range
     flow_mix: dict = field(default_factory=lambda: {"warped": 0.45, "teacher": 0.4, "synthetic": 0.15})
     flow_batch_size: int = 8
     flow_size: tuple[int, int] = (192, 256)
@@ -155,6 +158,11 @@ class TrainConfig:
         for name in ("distractors", "prior_boxes", "own_priors"):
             if not 0 <= getattr(self, name) <= 1:
                 raise SegFlowError(f"TrainConfig.{name} must be a share in [0, 1], got {getattr(self, name)}")
+        if self.photometric < 0:
+            raise SegFlowError(f"TrainConfig.photometric must be 0 (none) or more, got {self.photometric}")
+        if len(self.window_scale) != 2 or not 0 < self.window_scale[0] <= self.window_scale[1]:
+            raise SegFlowError(f"TrainConfig.window_scale must be [smallest, largest] zoom, both positive, got "
+                               f"{list(self.window_scale)}")
         if self.window < 2:
             raise SegFlowError(f"TrainConfig.window must be at least 2, got {self.window}")
         if self.rounds < 1:
@@ -295,7 +303,8 @@ class OfflineTrainer:
         self.training_names = [s.name for s in training]
         self.sampler = WindowSampler(
             training, config.size, config.window, seed=config.seed * 1000 + self.rank, stop_and_go=config.stop_and_go,
-            distractors=config.distractors,
+            distractors=config.distractors, photometric=config.photometric,
+            affine=AffineRanges(scale=config.window_scale),
         )
         self.teacher_validation_pairs: list = []
         self.flow_batches = self._flow_batches(training) if {"flow", "joint"} & set(config.phases) else None

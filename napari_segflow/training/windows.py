@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from napari_segflow.data.augment import AffineRanges, apply_affine, random_affine
+from napari_segflow.data.photometric import jitter_photometric
 from napari_segflow.data.resolution import WorkingResolution
 from napari_segflow.data.synthetic import SyntheticConfig, SyntheticVideoGenerator
 from napari_segflow.training.davis import Sequence
@@ -54,8 +55,10 @@ class WindowSampler:
         stop_and_go: float = 0.2,
         affine: AffineRanges = AffineRanges(),
         distractors: float = 0.0,
+        photometric: float = 0.0,
     ) -> None:
         self.sequences = sequences
+        self.photometric = photometric
         self.size = size
         self.length = length
         self.stop_and_go = stop_and_go
@@ -148,6 +151,7 @@ class WindowSampler:
         return WorkingResolution(frame_size[0], frame_size[1], long_side=max(self.size))
 
     def _augment(self, frames, masks, flows, valid) -> Window:
+        frames = jitter_photometric(frames, self.torch_generator, self.photometric)
         frames, masks, flows = _fit(frames, masks, flows, self.size)
         valid = _fit_mask(valid, self.size)
         params = random_affine(self.torch_generator, self.size[0], self.size[1], self.affine)

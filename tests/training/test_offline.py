@@ -129,6 +129,9 @@ def test_interrupted_run_resumes_to_the_same_weights(tiny_train_config, tmp_path
     ("distractors: 1.5\n", "distractors must be a share"),
     ("prior_boxes: -0.2\n", "prior_boxes must be a share"),
     ("own_priors: 2\n", "own_priors must be a share"),
+    ("photometric: -1\n", "photometric must be 0 \\(none\\) or more"),
+    ("window_scale: [1.2, 0.8]\n", "window_scale must be \\[smallest, largest\\] zoom"),
+    ("window_scale: [0.8]\n", "window_scale must be"),
     ("model_overrides: {depth: 3}\n", "bad.yaml.*unknown model setting"),
     ("batch_size: two\n", "batch_size must be an int, got 'two'"),
     ("batch_size: 0\n", "batch_size must be at least 1"),
@@ -331,6 +334,32 @@ def test_prior_boxes_reach_the_segmentation_windows(tiny_train_config, monkeypat
     seen.clear()
     OfflineTrainer(replace(base, output=base.output + "2")).run(progress_bar=False)
     assert not all(is_box(f) for p in seen for f in p[:, :, 1].flatten(0, 1))
+
+
+def test_relighting_and_zoom_reach_the_segmentation_windows(tiny_train_config, monkeypatch):
+    from napari_segflow.data import augment
+    from napari_segflow.training import windows
+
+    strengths, scales = [], []
+    original_jitter, original_affine = windows.jitter_photometric, windows.random_affine
+
+    def jitter_spy(frames, generator, strength):
+        strengths.append(strength)
+        return original_jitter(frames, generator, strength)
+
+    def affine_spy(generator, height, width, ranges=augment.AffineRanges()):
+        params = original_affine(generator, height, width, ranges)
+        scales.append((params.scale, ranges.scale))
+        return params
+
+    monkeypatch.setattr(windows, "jitter_photometric", jitter_spy)
+    monkeypatch.setattr(windows, "random_affine", affine_spy)
+    config = replace(tiny_train_config, phases=("seg",), phase_max_steps=(0, 3), phase_min_steps=3, validate_every=3,
+                     photometric=0.5, window_scale=(0.6, 0.7))
+    OfflineTrainer(config).run(progress_bar=False)
+    assert len(strengths) >= 3 and set(strengths) == {0.5}
+    assert len(scales) == len(strengths) and all(0.6 <= scale <= 0.7 and ranges == (0.6, 0.7)
+                                                 for scale, ranges in scales)
 
 
 def test_a_phase_ends_at_its_time_limit_validated_and_the_cosine_follows_time(tiny_train_config):
