@@ -1,10 +1,13 @@
 """Turn a finished offline training, one run or a chain of stages, into the shipped files.
 
     python tools/export_weights.py runs/small_1_flow runs/small_2_seg
+    python tools/export_weights.py --on-top-of napari_segflow/weights/small.pt runs/small_6_augmented
 
 writes napari_segflow/weights/small.pt (float16, strict checkpoint: the last stage's final.pt with the metadata
 of every stage), napari_segflow/weights/small_curve.csv (the compact training curve of all stages, steps counted
-on from one stage to the next, the stage as the "round") and docs/training_curve.png.
+on from one stage to the next, the stage as the "round") and docs/training_curve.png. With ``--on-top-of``, the
+earlier stages are those of a shipped checkpoint (its stages' metadata, and its curve from the CSV beside it),
+for a stage trained where the earlier stages' run folders are not.
 """
 
 from __future__ import annotations
@@ -13,19 +16,31 @@ import argparse
 from pathlib import Path
 
 from napari_segflow.checkpoint import load_checkpoint, save_checkpoint
-from napari_segflow.evaluation.curves import compact_curve, plot_training_curve, read_metrics, write_curve_csv
+from napari_segflow.errors import SegFlowError
+from napari_segflow.evaluation.curves import (compact_curve, plot_training_curve, read_curve_csv, read_metrics,
+                                              write_curve_csv)
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def chained_records(runs: list[Path]) -> list[dict]:
-    """The stages' metrics one after the other: global steps continue, the stage index stands as the round."""
-    records, offset = [], 0
-    for stage, run in enumerate(runs):
+def chained_records(runs: list[Path], first_stage: int = 0, offset: int = 0) -> list[dict]:
+    """The stages' metrics one after the other: global steps continue (from ``offset``), the stage index (from
+    ``first_stage``) stands as the round."""
+    records = []
+    for stage, run in enumerate(runs, start=first_stage):
         stage_records = read_metrics(run / "metrics.jsonl")
         records += [{**r, "global_step": r["global_step"] + offset, "round": stage} for r in stage_records]
         offset += max((r["global_step"] for r in stage_records), default=0)
     return records
+
+
+def earlier_stages(shipped: Path) -> tuple[list[dict], list[dict]]:
+    """(the stages' metadata, the compact curve rows) of a shipped checkpoint and the curve CSV beside it."""
+    curve = shipped.with_name(f"{shipped.stem}_curve.csv")
+    if not curve.is_file():
+        raise SegFlowError(f"--on-top-of {shipped}: its curve {curve} is not beside it")
+    _, metadata = load_checkpoint(shipped)
+    return metadata.get("stages", [metadata]), read_curve_csv(curve)
 
 
 def main() -> None:
@@ -33,16 +48,21 @@ def main() -> None:
     parser.add_argument("runs", type=Path, nargs="+",
                         help="the output folders (final.pt, metrics.jsonl) of the stages, in order")
     parser.add_argument("--name", default="small")
+    parser.add_argument("--on-top-of", type=Path,
+                        help="a shipped checkpoint whose stages come before the runs given (read before writing)")
     args = parser.parse_args()
     net, metadata = load_checkpoint(args.runs[-1] / "final.pt")
-    if len(args.runs) > 1:
-        metadata = {**metadata, "stages": [load_checkpoint(run / "final.pt")[1] for run in args.runs]}
+    stages, rows = earlier_stages(args.on_top_of) if args.on_top_of else ([], [])
+    stages += [load_checkpoint(run / "final.pt")[1] for run in args.runs]
+    if len(stages) > 1:
+        metadata = {**metadata, "stages": stages}
+    offset = max((int(row["global_step"]) for row in rows), default=0)
+    rows += compact_curve(chained_records(args.runs, first_stage=len(stages) - len(args.runs), offset=offset))
     weights = ROOT / "napari_segflow" / "weights"
     target = save_checkpoint(net, weights / f"{args.name}.pt", metadata=metadata, half=True)
-    rows = compact_curve(chained_records(args.runs))
     write_curve_csv(rows, weights / f"{args.name}_curve.csv")
     (ROOT / "docs").mkdir(exist_ok=True)
-    title = f"Offline training of '{args.name}'" + (f" ({len(args.runs)} stages)" if len(args.runs) > 1 else "")
+    title = f"Offline training of '{args.name}'" + (f" ({len(stages)} stages)" if len(stages) > 1 else "")
     plot_training_curve(rows, ROOT / "docs" / "training_curve.png", title=title)
     print(f"{target} ({target.stat().st_size / 1e6:.1f} MB), curve and figure written")
 

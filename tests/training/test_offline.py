@@ -156,14 +156,18 @@ def test_shipped_stage_configs_load_and_chain():
     """The recorded stages of the shipped checkpoint warm-start each from the previous one's output; the measured
     stages that the chain skips start from stage 1, 3, 4 or 5."""
     configs = Path(__file__).resolve().parents[2] / "configs"
-    names = ("small_1_flow", "small_2_seg", "small_3_prior", "small_4_flow_real", "small_5_distractors")
+    names = ("small_1_flow", "small_2_seg", "small_3_prior", "small_4_flow_real", "small_5_distractors",
+             "small_6_augmented")
     stages = [load_train_config(configs / f"{name}.yaml") for name in names]
-    assert [s.phases for s in stages] == [("flow",), ("seg",), ("seg",), ("flow",), ("seg",)]
+    assert [s.phases for s in stages] == [("flow",), ("seg",), ("seg",), ("flow",), ("seg",), ("seg",)]
     assert stages[0].init_from is None
     assert [s.init_from for s in stages[1:]] == [f"{s.output}/final.pt" for s in stages[:-1]]
     assert stages[2].init_fresh == ("mask_prior.",)  # the only new part
     # the distractor stage leaves the flow as stage 4 trained it: the encoder the bridges read stays frozen
     assert stages[4].distractors > 0 and stages[4].keep_frozen == ("appearance_encoder.",)
+    # the relit stage: stage 5's distractors, the encoder trained too, for a time rather than a step count
+    assert stages[5].photometric > 0 and stages[5].distractors == stages[4].distractors
+    assert stages[5].keep_frozen == () and stages[5].phase_max_minutes > 0
     # the measured box priors: stage 5's windows, the flow as stage 4 left it
     boxes = load_train_config(configs / "small_seg_box_priors.yaml")
     assert boxes.init_from == f"{stages[4].output}/final.pt" and boxes.keep_frozen == ("appearance_encoder.",)
