@@ -7,6 +7,9 @@ A share of windows (``distractors``) holds objects that are not the one to segme
 cut from another sequence, drifting across it and labelled background (hiding the target where it passes in
 front); a synthetic window keeps one of its objects as the target and the others as background. With a mask
 prior the network then learns to follow the object its prior names rather than every object that moves.
+
+Every window moves under one random affine (its zoom range configurable) and, with ``photometric`` above 0, is
+relit as a whole first (``data/photometric.py``).
 """
 
 from __future__ import annotations
