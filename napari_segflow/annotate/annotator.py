@@ -406,7 +406,8 @@ class Annotator:
         return {t: self.session.labels(t) for t in self.session.undo()}
 
     def show_undone(self, restored: dict[int, np.ndarray | None]) -> None:
-        """On the GUI thread: the layers show what ``undo_in_session`` brought back."""
+        """On the GUI thread: the layers and the scores show what ``undo_in_session`` brought back."""
+        self.attention = dict(self.session.attention)  # the worker has ended: nothing writes them now
         if self.masks_layer is not None:
             for t, labels in restored.items():
                 self.masks_layer.data[t] = labels if labels is not None else 0

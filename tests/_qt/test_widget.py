@@ -78,6 +78,7 @@ def test_the_whole_loop_annotate_propagate_correct_undo(qtbot, widget, clip):
     assert viewer.layers[FLOW].data[2].shape == (96, 128, 3)
     assert viewer.layers[FLOW].data[2].any()  # the flow branch's flow in colour
     before = masks.data.copy()
+    scores_before = dict(widget.annotator.attention)
 
     # repaint frame 3 on the masks layer: a correction that must stick
     correction = np.zeros_like(before[3])
@@ -97,6 +98,9 @@ def test_the_whole_loop_annotate_propagate_correct_undo(qtbot, widget, clip):
     assert widget.undo_button.isEnabled()
     undo(qtbot, widget)
     np.testing.assert_array_equal(masks.data[[1, 2, 4]], before[[1, 2, 4]])
+    # the timeline shows the scores the undo brought back, not those of the run it took back
+    assert widget.annotator.attention == pytest.approx(scores_before)
+    assert widget.timeline.scores == pytest.approx(scores_before)
 
 
 def test_erasing_a_frame_of_the_masks_says_the_object_is_not_there(qtbot, widget, clip):
