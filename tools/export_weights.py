@@ -2,12 +2,15 @@
 
     python tools/export_weights.py runs/small_1_flow runs/small_2_seg
     python tools/export_weights.py --on-top-of napari_segflow/weights/small.pt runs/small_6_augmented
+    python tools/export_weights.py --on-top-of napari_segflow/weights/small.pt --snapshot 2000 runs/small_7_snapshots
 
 writes napari_segflow/weights/small.pt (float16, strict checkpoint: the last stage's final.pt with the metadata
 of every stage), napari_segflow/weights/small_curve.csv (the compact training curve of all stages, steps counted
 on from one stage to the next, the stage as the "round") and docs/training_curve.png. With ``--on-top-of``, the
 earlier stages are those of a shipped checkpoint (its stages' metadata, and its curve from the CSV beside it),
-for a stage trained where the earlier stages' run folders are not.
+for a stage trained where the earlier stages' run folders are not. With ``--snapshot STEP``, the last stage's
+weights are its snapshot of that step (``snapshot_every``), chosen by the fine-tuned masks on the validation
+sequences, instead of its final.pt; its curve is the whole run's.
 """
 
 from __future__ import annotations
@@ -50,10 +53,17 @@ def main() -> None:
     parser.add_argument("--name", default="small")
     parser.add_argument("--on-top-of", type=Path,
                         help="a shipped checkpoint whose stages come before the runs given (read before writing)")
+    parser.add_argument("--snapshot", type=int, metavar="STEP",
+                        help="the last stage's weights from its snapshot of this step, not its final.pt")
     args = parser.parse_args()
-    net, metadata = load_checkpoint(args.runs[-1] / "final.pt")
+    last = args.runs[-1] / "final.pt"
+    if args.snapshot is not None:
+        last = args.runs[-1] / "snapshots" / f"step_{args.snapshot:05d}.pt"
+        if not last.is_file():
+            raise SegFlowError(f"--snapshot {args.snapshot}: {last} does not exist")
+    net, metadata = load_checkpoint(last)
     stages, rows = earlier_stages(args.on_top_of) if args.on_top_of else ([], [])
-    stages += [load_checkpoint(run / "final.pt")[1] for run in args.runs]
+    stages += [load_checkpoint(run / "final.pt")[1] for run in args.runs[:-1]] + [metadata]
     if len(stages) > 1:
         metadata = {**metadata, "stages": stages}
     offset = max((int(row["global_step"]) for row in rows), default=0)

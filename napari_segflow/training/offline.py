@@ -113,6 +113,9 @@ class TrainConfig:
     teacher_validation_stride: int = 4  # every n-th consecutive pair of each validation sequence
     validation_window: int = 8
     checkpoint_every: int = 100
+    # 0: none; else the weights at every n-th step are kept as checkpoints (snapshots/step_00000.pt), so a stage's
+    # weights can be chosen afterwards by what the generic validation IoU cannot see: the fine-tuned masks
+    snapshot_every: int = 0
     amp: bool = True
     # processes drawing batches ahead of the device (GPU runs); 0: in step, resumable to the bit
     loader_workers: int = 0
@@ -128,7 +131,8 @@ class TrainConfig:
         for name in ("lr_seg", "lr_flow", "clip_value"):
             if getattr(self, name) <= 0:
                 raise SegFlowError(f"TrainConfig.{name} must be positive, got {getattr(self, name)}")
-        for name in ("weight_decay", "phase_min_steps", "flow_motion_ramp", "validation_synthetic_clips"):
+        for name in ("weight_decay", "phase_min_steps", "flow_motion_ramp", "validation_synthetic_clips",
+                     "snapshot_every"):
             if getattr(self, name) < 0:
                 raise SegFlowError(f"TrainConfig.{name} must be 0 or more, got {getattr(self, name)}")
         if any(steps < 0 for steps in self.phase_max_steps):
@@ -458,6 +462,9 @@ class OfflineTrainer:
     def state_path(self) -> Path:
         return self.output / "state.pt"
 
+    def snapshot_path(self, step: int) -> Path:
+        return self.output / "snapshots" / f"step_{step:05d}.pt"
+
     def save_state(self) -> None:
         if self.rank != 0:
             return
@@ -703,6 +710,9 @@ class OfflineTrainer:
                         bar.update(max(0, skipped))
                         objective = self._objective(self.progress.phase)
                         self.batches = self._batches(self.progress.phase)
+                if cfg.snapshot_every and self.progress.global_step % cfg.snapshot_every == 0 and self.rank == 0:
+                    save_checkpoint(self.net, self.snapshot_path(self.progress.global_step),
+                                    metadata=self.metadata())
                 if self.progress.global_step % cfg.checkpoint_every == 0:
                     self.save_state()
         except KeyboardInterrupt:

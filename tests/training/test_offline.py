@@ -51,6 +51,23 @@ def tiny_train_config(davis_folder, tmp_path):
     )
 
 
+def test_snapshots_keep_the_weights_of_every_nth_step(tiny_train_config):
+    trainer = OfflineTrainer(replace(tiny_train_config, snapshot_every=3))
+    trainer.run(progress_bar=False)
+    snapshots = sorted((trainer.output / "snapshots").iterdir())
+    assert [p.name for p in snapshots] == ["step_00003.pt", "step_00006.pt"]
+    (early, early_meta), (late, late_meta) = (load_checkpoint(p) for p in snapshots)
+    assert (early_meta["steps"], late_meta["steps"]) == (3, 6)
+    # step 3 is in the flow phase, step 6 two steps into the seg phase, which trains the appearance encoder
+    assert not torch.equal(early.appearance_encoder.stem[0][0].weight, late.appearance_encoder.stem[0][0].weight)
+    assert not any(trainer.output.glob("snapshots/.*"))
+
+
+def test_a_negative_snapshot_interval_is_refused(tiny_train_config):
+    with pytest.raises(SegFlowError, match="TrainConfig.snapshot_every must be 0 or more"):
+        replace(tiny_train_config, snapshot_every=-1)
+
+
 def test_a_round_trains_both_branches_logs_and_writes_a_checkpoint(tiny_train_config):
     trainer = OfflineTrainer(tiny_train_config)
     assert trainer.training_names == ["alpha", "beta"]
@@ -168,6 +185,10 @@ def test_shipped_stage_configs_load_and_chain():
     # the relit stage: stage 5's distractors, the encoder trained too, for a time rather than a step count
     assert stages[5].photometric > 0 and stages[5].distractors == stages[4].distractors
     assert stages[5].keep_frozen == () and stages[5].phase_max_minutes > 0
+    # stage 6's windows again from stage 6, its weights chosen afterwards among snapshots by the fine-tuned masks
+    snapshots = load_train_config(configs / "small_7_snapshots.yaml")
+    assert snapshots.init_from == f"{stages[5].output}/final.pt" and snapshots.snapshot_every > 0
+    assert snapshots.photometric == stages[5].photometric and snapshots.lr_seg < stages[5].lr_seg
     # the measured box priors: stage 5's windows, the flow as stage 4 left it
     boxes = load_train_config(configs / "small_seg_box_priors.yaml")
     assert boxes.init_from == f"{stages[4].output}/final.pt" and boxes.keep_frozen == ("appearance_encoder.",)
@@ -200,7 +221,7 @@ def test_shipped_stage_configs_load_and_chain():
     joint = load_train_config(configs / "small_joint_after_gpu_flow.yaml")
     assert joint.phases == ("joint",) and joint.init_from == "runs/gpu_flow_b32/final.pt"
     assert joint.phase_max_steps[2] > 0 and joint.lr_flow < joint.lr_seg and "teacher" in joint.flow_validation
-    measured = [unsupervised, large_motion, readapt, longer, after_longer, joint]
+    measured = [unsupervised, large_motion, readapt, longer, after_longer, joint, snapshots]
     assert all(s.preset == "small" and not set(s.validation) & set(s.held_out) for s in [*stages, *measured])
     script = (configs.parent / "tools" / "train_small.sh").read_text()
     assert f"for stage in {' '.join(names)}; do" in script
