@@ -465,6 +465,10 @@ class OfflineTrainer:
     def snapshot_path(self, step: int) -> Path:
         return self.output / "snapshots" / f"step_{step:05d}.pt"
 
+    def save_snapshot(self) -> None:
+        if self.rank == 0:
+            save_checkpoint(self.net, self.snapshot_path(self.progress.global_step), metadata=self.metadata())
+
     def save_state(self) -> None:
         if self.rank != 0:
             return
@@ -677,6 +681,8 @@ class OfflineTrainer:
                 self.progress.global_step += 1
                 self.progress.elapsed = time.perf_counter() - started
                 self.progress.phase_elapsed += time.perf_counter() - step_started
+                if cfg.snapshot_every and self.progress.global_step % cfg.snapshot_every == 0:
+                    self.save_snapshot()  # before a phase's end can load its best weights in place of this step's
                 out_of_time = self._out_of_time()
                 record = {"kind": "train", "round": self.progress.round, "phase": phase,
                           "step": self.progress.phase_step, "global_step": self.progress.global_step,
@@ -710,9 +716,6 @@ class OfflineTrainer:
                         bar.update(max(0, skipped))
                         objective = self._objective(self.progress.phase)
                         self.batches = self._batches(self.progress.phase)
-                if cfg.snapshot_every and self.progress.global_step % cfg.snapshot_every == 0 and self.rank == 0:
-                    save_checkpoint(self.net, self.snapshot_path(self.progress.global_step),
-                                    metadata=self.metadata())
                 if self.progress.global_step % cfg.checkpoint_every == 0:
                     self.save_state()
         except KeyboardInterrupt:
