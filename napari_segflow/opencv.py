@@ -1,6 +1,7 @@
 """OpenCV, an optional dependency (the ``bench`` extra): the classical peers (DIS, Farneback, GrabCut), the
-refinement and polish of ``segflow flow`` and the DIS teacher of offline training read it. The napari plugin,
-the session and ``segflow propagate`` do not."""
+refinement and polish of ``segflow flow``, the DIS teacher of offline training and the session's carry of the
+user's masks (inference/mask_carry.py) read it. The napari plugin, the session and ``segflow propagate`` run
+without it, the session then without that carry."""
 
 from __future__ import annotations
 

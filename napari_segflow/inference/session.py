@@ -53,6 +53,7 @@ from napari_segflow.errors import SegFlowError
 from napari_segflow.inference.carried_results import remove_leftovers
 from napari_segflow.inference.frame_result import FrameResult
 from napari_segflow.inference.journal import Entry, Journal
+from napari_segflow.inference.mask_carry import UserMaskCarrier
 from napari_segflow.inference.propagation import (
     Stretch, correction_stretches, expected_results, frame_order, propagate, propagate_between,
 )
@@ -86,6 +87,8 @@ class SessionSettings:
     refine_edges: bool = True
     keep_flow: bool = True
     keep_confidence: bool = True
+    # the user's masks carried a few frames by DIS flow where it passes a forward-backward check (needs OpenCV)
+    carry_user_masks: bool = True
     device: str = "auto"
 
     def to_dict(self) -> dict:
@@ -416,6 +419,9 @@ class VideoSession:
         options = dict(bidirectional=bidirectional, refine_edges=self.settings.refine_edges)
         final: set[int] = set()
         scored = dict(self.attention)
+        carrier = None
+        if self.settings.carry_user_masks and UserMaskCarrier.available():
+            carrier = UserMaskCarrier(self.frames, self.annotations, self.objects, self.geometry)
         try:
             for stretch in stretches:
                 if stretch.between:
@@ -430,6 +436,8 @@ class VideoSession:
                         continue
                     if result.final:
                         final.add(result.index)
+                        if carrier is not None:
+                            result = carrier.blend(result)
                     yield self._store(entry, result)
         except RuntimeError as error:
             if is_out_of_memory(error):

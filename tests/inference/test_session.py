@@ -8,6 +8,7 @@ from PIL import Image
 
 from napari_segflow.data.io import read_label_image
 from napari_segflow.errors import SegFlowError
+from napari_segflow.evaluation.metrics import region_similarity
 from napari_segflow.inference.frame_result import FrameResult
 from napari_segflow.inference.propagation import Stretch
 import napari_segflow.inference.session as session_module
@@ -428,3 +429,22 @@ def test_corrections_fine_tune_with_their_own_batch_and_rate(tmp_path, video, se
     first, correction = used
     assert (first.batch_size, first.learning_rate) == (FinetuneConfig().batch_size, FinetuneConfig().learning_rate)
     assert (correction.batch_size, correction.learning_rate, correction.steps) == (3, 1e-4, settings.correction_steps)
+
+
+def test_the_user_s_mask_is_carried_onto_the_frames_next_to_it_unless_turned_off(tmp_path, video, settings, base):
+    pytest.importorskip("cv2")
+    frames, masks = video
+    mask = _first_mask(masks)
+    truth = masks == masks[0][masks[0] > 0].min()
+    scores = {}
+    for carry in (False, True):
+        session = VideoSession(frames, tmp_path / str(carry), weights=base,
+                               settings=replace(settings, carry_user_masks=carry))
+        session.add_annotation(0, mask)
+        list(session.run())
+        labels = session.labels_volume()
+        scores[carry] = [region_similarity(labels[t] == 3, truth[t]) for t in (1, 2)]
+        assert VideoSession.open(tmp_path / str(carry), video=frames, weights=base).settings.carry_user_masks is carry
+    # the tiny untrained network alone barely finds the object; the carried user mask does, next to frame 0
+    assert scores[True][0] > 0.7 and scores[True][0] > scores[False][0] + 0.3, scores
+    assert scores[True][1] > scores[False][1], scores
