@@ -4,9 +4,10 @@ Between two user frames a few frames apart, a true mask carried by a good flow b
 (the simulated annotator's DIS peer passes the session after three corrections), but a flow that fails on fast,
 thin parts carries the mask off the object (docs/experiments.md: blended without a check, it cost dog-agility
 20 points). So each frame near a user frame takes the user's mask carried from the nearest one, step by step along
-OpenCV's DIS flow, and keeps it only where the flow passes a forward-backward check (Sundaram et al., ECCV 2010:
-following the flow to the other frame and back must land where it started, within a tolerance that grows with
-the motion). A pixel that fails once stays failed further along the carry. Each frame's probabilities become
+OpenCV's DIS flow, and keeps it only where the flow passes the forward-backward check the DIS teacher of offline
+training uses (model/warp.py; Sundaram et al., ECCV 2010: following the flow to the other frame and back must land
+where it started, within a tolerance that grows with the motion). A pixel that fails once stays failed further
+along the carry. Each frame's probabilities become
 
     p = w * carried + (1 - w) * network,   w = DECAY ** (frames from the user frame) * (passed the check)
 
@@ -23,32 +24,18 @@ import torch
 
 from napari_segflow.data.resolution import WorkingResolution
 from napari_segflow.inference.frame_result import FrameResult
+from napari_segflow.model.warp import backward_warp, forward_backward_occlusion
 from napari_segflow.objects import ObjectChannels
 from napari_segflow.opencv import has_opencv, opencv
 
 #: the carry's weight a frame further from the user frame (0.5, 0.8, 0.9 measured; 0.8 best), and how far it goes
 DECAY = 0.8
 REACH = 20
-#: the forward-backward check: |back + forth|^2 <= RELATIVE * (|back|^2 + |forth|^2) + ABSOLUTE (pixels^2)
-RELATIVE = 0.01
-ABSOLUTE = 0.5
 
 
-def _sample(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """``image`` (h, w[, C]) float32 read at each pixel moved by ``flow`` (h, w, 2); zero outside the frame."""
-    cv2 = opencv("carrying the user's masks")
-    height, width = flow.shape[:2]
-    rows, columns = np.mgrid[0:height, 0:width].astype(np.float32)
-    return cv2.remap(image, columns + flow[..., 0], rows + flow[..., 1], cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-
-
-def consistent(back: np.ndarray, forth: np.ndarray) -> np.ndarray:
-    """(h, w) bool: where following ``back`` (h, w, 2; this frame to the one the mask comes from) and then
-    ``forth`` (that frame to this one) returns to the start."""
-    returned = _sample(np.ascontiguousarray(forth, np.float32), back)
-    error = ((back + returned) ** 2).sum(-1)
-    return error <= RELATIVE * ((back**2).sum(-1) + (returned**2).sum(-1)) + ABSOLUTE
+def _as_tensor(flow: np.ndarray) -> torch.Tensor:
+    """(h, w, 2) -> (1, 2, h, w)."""
+    return torch.from_numpy(flow).permute(2, 0, 1)[None]
 
 
 class UserMaskCarrier:
@@ -93,11 +80,14 @@ class UserMaskCarrier:
         while len(chain) <= abs(index - user):
             here = self._grey_frame(user + step * len(chain))
             there = self._ends[key]
-            back, forth = estimator.calc(here, there, None), estimator.calc(there, here, None)
-            objects, passed = (values.astype(np.float32) for values in chain[-1])
-            moved = np.stack([_sample(share, back) for share in objects])
-            passed = _sample(passed, back) * consistent(back, forth)
-            chain.append((moved.astype(np.float16), passed.astype(np.float16)))
+            back = _as_tensor(estimator.calc(here, there, None))
+            forth = _as_tensor(estimator.calc(there, here, None))
+            objects, passed = chain[-1]
+            previous = torch.from_numpy(np.concatenate([objects, passed[None]]).astype(np.float32))[None]
+            moved = backward_warp(previous, back)[0][0]
+            trusted = ~forward_backward_occlusion(back, forth)[0, 0]
+            chain.append((moved[:-1].numpy().astype(np.float16),
+                          (moved[-1] * trusted).numpy().astype(np.float16)))
             self._ends[key] = here
         carry = chain[abs(index - user)]
         if carry is None:

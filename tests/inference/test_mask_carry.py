@@ -6,7 +6,7 @@ pytest.importorskip("cv2")
 from napari_segflow.data.resolution import WorkingResolution  # noqa: E402
 from napari_segflow.evaluation.metrics import region_similarity  # noqa: E402
 from napari_segflow.inference.frame_result import FrameResult  # noqa: E402
-from napari_segflow.inference.mask_carry import DECAY, REACH, UserMaskCarrier, consistent  # noqa: E402
+from napari_segflow.inference.mask_carry import DECAY, REACH, UserMaskCarrier  # noqa: E402
 from napari_segflow.objects import ObjectChannels  # noqa: E402
 
 HEIGHT, WIDTH, SIDE, SPEED = 96, 128, 24, 2
@@ -37,15 +37,6 @@ def _result(index: int, object_share: float) -> FrameResult:
 def _carrier(frames, annotations):
     return UserMaskCarrier(frames, annotations, ObjectChannels.from_annotations(annotations),
                            WorkingResolution(HEIGHT, WIDTH, 128))
-
-
-def test_the_check_passes_a_flow_that_returns_and_fails_one_that_does_not():
-    back = np.zeros((8, 8, 2), np.float32)
-    back[..., 0] = 3
-    passed = consistent(back, -back)
-    assert passed[:, :5].all()
-    assert not passed[:, 5:].any()  # carried out of the frame: nothing comes back
-    assert not consistent(back, back).any()  # 3 px there and 3 more, not back
 
 
 def test_a_user_mask_is_carried_onto_the_frames_near_it_and_fades_with_distance():

@@ -39,6 +39,7 @@ def test_forward_backward_check():
     occluded = forward_backward_occlusion(forward, backward)
     assert not occluded[..., :, :12].any()  # consistent and inside
     assert occluded[..., :, 13:].all()  # destination leaves the image
+    assert forward_backward_occlusion(forward, forward).all()  # 3 px there and 3 more: nothing returns
     backward[..., 4:8, 4:8] = 5.0  # the backward flow disagrees here
     occluded = forward_backward_occlusion(forward, backward)
     assert occluded[0, 0, 5, 2] and not occluded[0, 0, 12, 2]

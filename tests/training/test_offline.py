@@ -63,7 +63,6 @@ def test_snapshots_keep_the_weights_of_every_nth_step(tiny_train_config):
     assert not any(trainer.output.glob("snapshots/.*"))
 
 
-
 def test_a_snapshot_on_a_phase_s_last_step_holds_that_step_s_weights(tiny_train_config, monkeypatch):
     """The flow phase ends at step 4 and keeps its best weights, step 2's (validation made to say so): the
     snapshot of step 4 is still step 4's."""
@@ -71,6 +70,7 @@ def test_a_snapshot_on_a_phase_s_last_step_holds_that_step_s_weights(tiny_train_
     monkeypatch.setattr(OfflineTrainer, "validate", lambda self, phase: {"val_error": next(errors)})
     trainer = OfflineTrainer(replace(tiny_train_config, snapshot_every=2))
     trainer.run(progress_bar=False)
+
     def flow_weight(net):
         return net.flow_branch.pyramid.levels[0][0][0].weight
 
@@ -79,6 +79,7 @@ def test_a_snapshot_on_a_phase_s_last_step_holds_that_step_s_weights(tiny_train_
     # the seg phase leaves the flow branch alone, so the end of the run holds the flow phase's kept weights
     assert torch.equal(flow_weight(trainer.net), flow_weight(step_2))
     assert not torch.equal(flow_weight(step_4), flow_weight(step_2))
+
 
 def test_a_negative_snapshot_interval_is_refused(tiny_train_config):
     with pytest.raises(SegFlowError, match="TrainConfig.snapshot_every must be 0 or more"):
