@@ -350,8 +350,7 @@ class Annotator:
                 f"no mask to learn from: paint the object on a frame of {self.annotation_layer.name!r} first"
             )
         self._ensure_outputs()
-        budget = (self.settings.correction_time_budget if session.net is not None
-                  else self.settings.finetune.time_budget)
+        budget = session.next_finetune().time_budget
         count = len(session)
         passes = 2 if self.settings.bidirectional else 1
         if action == "run":

@@ -27,6 +27,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
@@ -67,18 +68,26 @@ ATTENTION_FILE = "results/attention.json"
 FORMAT_VERSION = 1
 DIRECTIONS = ("forward", "backward", "both")
 SESSION_FINETUNE_SECONDS = 50.0
+#: the least a correction's fine-tune gets when a long re-propagation would eat the correction round's seconds
+MIN_CORRECTION_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
 class SessionSettings:
     """How a session works. ``finetune`` is the first fine-tune; a correction warm-starts from the last one
-    for ``correction_steps`` steps or ``correction_time_budget`` seconds."""
+    for ``correction_steps`` steps or ``correction_time_budget`` seconds, whichever ends first; and, when
+    ``correction_round_seconds`` is set, for no longer than the seconds the round's re-propagation leaves of it
+    (at the session's measured pace; at least ``MIN_CORRECTION_SECONDS``)."""
 
     long_side: int = DEFAULT_LONG_SIDE
     # 50 s rather than the fine-tune's own 60: fine-tune plus propagation of a short clip stays under a minute
     finetune: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(time_budget=SESSION_FINETUNE_SECONDS))
     correction_steps: int = 50
     correction_time_budget: float | None = 20.0
+    # a correction round (re-fine-tune + re-propagation) on a 70-frame clip is to stay under 30 s on two cores;
+    # on a slow machine the 20 s fine-tune and a long re-propagation passed it. The estimate from the last
+    # propagation's pace runs a second or two short (at 28 s the simulated annotator's rounds reached 30.0 s)
+    correction_round_seconds: float | None = 27.0
     # corrections keep the batch and rate their step count and budget were measured with (the interactive bench);
     # the first fine-tune's smaller, faster steps were chosen on first-frame fine-tunes only
     correction_batch_size: int = 2
@@ -90,6 +99,12 @@ class SessionSettings:
     # the user's masks carried a few frames by DIS flow where it passes a forward-backward check (needs OpenCV)
     carry_user_masks: bool = True
     device: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("correction_time_budget", "correction_round_seconds"):
+            value = getattr(self, name)
+            if value is not None and not (0 < value < float("inf")):
+                raise SegFlowError(f"{name} must be a positive number of seconds or None, got {value!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -107,12 +122,20 @@ class SessionSettings:
     def first_finetune(self) -> FinetuneConfig:
         return replace(self.finetune, long_side=self.long_side)
 
-    def correction_finetune(self) -> FinetuneConfig:
+    def correction_finetune(self, propagation_seconds: float | None = None) -> FinetuneConfig:
+        """The correction's fine-tune, given the seconds its re-propagation is expected to take (None: unknown)."""
         return replace(
             self.finetune, long_side=self.long_side, steps=self.correction_steps,
-            time_budget=self.correction_time_budget, batch_size=self.correction_batch_size,
+            time_budget=self._correction_seconds(propagation_seconds), batch_size=self.correction_batch_size,
             learning_rate=self.correction_learning_rate,
         )
+
+    def _correction_seconds(self, propagation_seconds: float | None) -> float | None:
+        budget = self.correction_time_budget
+        if self.correction_round_seconds is None or propagation_seconds is None:
+            return budget
+        left = max(MIN_CORRECTION_SECONDS, self.correction_round_seconds - propagation_seconds)
+        return left if budget is None else min(budget, left)
 
 
 def _tuples(values: dict) -> dict:
@@ -164,6 +187,8 @@ class VideoSession:
         self.net: SegFlowNet | None = None
         self.annotations: dict[int, np.ndarray] = {}
         self.objects: ObjectChannels | None = None
+        #: seconds per frame result of the latest propagation, from start to end as the caller saw it
+        self._seconds_per_result: float | None = None
         write_text(self._state_text(), self.folder / SESSION_FILE)
 
     def _set_up(self, base: SegFlowNet) -> None:
@@ -238,6 +263,7 @@ class VideoSession:
             "objects": list(self.objects.object_ids) if self.objects else None,
             "finetuned_on": {str(k): v for k, v in self._finetuned_on.items()},
             "propagated_from": {str(k): v for k, v in self._propagated_from.items()},
+            "seconds_per_result": self._seconds_per_result,
         }
 
     def _state_text(self) -> str:
@@ -255,6 +281,7 @@ class VideoSession:
         self.objects = ObjectChannels(tuple(state["objects"])) if state["objects"] else None
         self._finetuned_on = {int(k): v for k, v in state["finetuned_on"].items()}
         self._propagated_from = {int(k): v for k, v in state["propagated_from"].items()}
+        self._seconds_per_result = state.get("seconds_per_result")  # sessions saved before it was kept: None
         self.annotations = {
             int(p.stem): read_label_image(p) for p in sorted((self.folder / "annotations").glob("*.png"))
         }
@@ -369,10 +396,26 @@ class VideoSession:
         finally:
             entry.discard_if_empty()
 
+    @property
+    def _warm(self) -> bool:
+        """Whether the next fine-tune is a correction: warm-started from the last one, the objects unchanged."""
+        return (self.net is not None and self.objects is not None
+                and self.net.config.num_classes == self.objects.num_objects + 1)
+
+    def next_finetune(self) -> FinetuneConfig:
+        """The fine-tune the next ``finetune()`` or ``run()`` makes: the first one, or a correction whose time
+        budget leaves room for re-propagating the pending stretches at the session's last measured pace."""
+        if not self._warm:
+            return self.settings.first_finetune()
+        expected = None
+        if self._seconds_per_result is not None:
+            expected = self._seconds_per_result * self.pending_results
+        return self.settings.correction_finetune(expected)
+
     def _finetune(self, entry: Entry) -> Iterator[FinetuneStep]:
-        warm = self.net is not None and self.net.config.num_classes == self.objects.num_objects + 1
+        warm = self._warm
         net = copy.deepcopy(self.net if warm else self.base)
-        config = self.settings.correction_finetune() if warm else self.settings.first_finetune()
+        config = self.next_finetune()
         place_for_training(net, self.device, config.batch_size)
         try:
             yield from finetune(net, self.frames, self.annotations, self.objects, config, self.device)
@@ -419,6 +462,7 @@ class VideoSession:
         options = dict(bidirectional=bidirectional, refine_edges=self.settings.refine_edges)
         final: set[int] = set()
         scored = dict(self.attention)
+        started, yielded = time.perf_counter(), 0
         carrier = None
         if self.settings.carry_user_masks and UserMaskCarrier.available():
             carrier = UserMaskCarrier(self.frames, self.annotations, self.objects, self.geometry)
@@ -439,11 +483,14 @@ class VideoSession:
                         if carrier is not None:
                             result = carrier.blend(result)
                     yield self._store(entry, result)
+                    yielded += 1
         except RuntimeError as error:
             if is_out_of_memory(error):
                 raise out_of_memory_error(self.device, self.settings.long_side, "propagation") from error
             raise
         finally:
+            if yielded:
+                self._seconds_per_result = (time.perf_counter() - started) / yielded
             if self.attention != scored:  # kept with the frames written, however the walk ended
                 text = json.dumps({str(t): v for t, v in sorted(self.attention.items())})
                 try:

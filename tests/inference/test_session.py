@@ -1,4 +1,5 @@
 import json
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -12,7 +13,7 @@ from napari_segflow.evaluation.metrics import region_similarity
 from napari_segflow.inference.frame_result import FrameResult
 from napari_segflow.inference.propagation import Stretch
 import napari_segflow.inference.session as session_module
-from napari_segflow.inference.session import SessionSettings, VideoSession
+from napari_segflow.inference.session import MIN_CORRECTION_SECONDS, SessionSettings, VideoSession
 from napari_segflow.model.segflow import SegFlowNet
 from napari_segflow.training.online import FinetuneConfig, FinetuneStep
 
@@ -448,3 +449,79 @@ def test_the_user_s_mask_is_carried_onto_the_frames_next_to_it_unless_turned_off
     # the tiny untrained network alone barely finds the object; the carried user mask does, next to frame 0
     assert scores[True][0] > 0.7 and scores[True][0] > scores[False][0] + 0.3, scores
     assert scores[True][1] > scores[False][1], scores
+
+
+@pytest.mark.parametrize(
+    ("budget", "round_seconds", "propagation", "expected"),
+    [
+        (20.0, 28.0, 3.0, 20.0),  # a short re-propagation: the correction's own budget
+        (20.0, 28.0, 12.0, 16.0),  # a long one: what it leaves of the round
+        (20.0, 28.0, 25.0, MIN_CORRECTION_SECONDS),  # longer still: never below the floor
+        (None, 28.0, 12.0, 16.0),  # no budget of its own: the round's
+        (20.0, None, 12.0, 20.0),  # no round: the budget
+        (20.0, 28.0, None, 20.0),  # the pace not measured yet: the budget
+        (5.0, 28.0, 25.0, 5.0),  # a budget below the floor stands
+    ],
+)
+def test_a_correction_s_fine_tune_gets_what_its_re_propagation_leaves_of_the_round(
+    budget, round_seconds, propagation, expected
+):
+    settings = SessionSettings(correction_time_budget=budget, correction_round_seconds=round_seconds)
+    assert settings.correction_finetune(propagation).time_budget == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("name", ["correction_time_budget", "correction_round_seconds"])
+@pytest.mark.parametrize("value", [0.0, -3.0, float("inf"), float("nan")])
+def test_a_correction_s_seconds_must_be_positive(name, value):
+    with pytest.raises(SegFlowError, match=name):
+        SessionSettings(**{name: value})
+
+
+def test_the_session_times_its_propagation_and_budgets_the_next_correction_by_it(
+    tmp_path, video, settings, base, monkeypatch
+):
+    frames, masks = video
+    used = []
+    original = session_module.finetune
+
+    def recording(net, frames, annotations, objects, config, device):
+        used.append(config)
+        return original(net, frames, annotations, objects, config, device)
+
+    monkeypatch.setattr(session_module, "finetune", recording)
+    # a round as long as the first run's propagation plus a second: the correction's budget follows the pace
+    settings = replace(settings, correction_time_budget=None)
+    session = VideoSession(frames, tmp_path / "s", weights=base, settings=settings)
+    session.add_annotation(0, _first_mask(masks))
+    assert session.next_finetune() == settings.first_finetune()
+    started = time.perf_counter()
+    list(session.run())
+    took = time.perf_counter() - started
+    pace = json.loads((tmp_path / "s" / "session.json").read_text())["seconds_per_result"]
+    assert 0 < pace * len(frames) <= took
+    session.add_annotation(3, _first_mask(masks))
+    pending = session.pending_results
+    round_seconds = MIN_CORRECTION_SECONDS + 2 * pace * pending
+    session.reconfigure(replace(settings, correction_round_seconds=round_seconds))
+    assert session.next_finetune().time_budget == pytest.approx(round_seconds - pace * pending)
+    reopened = VideoSession.open(tmp_path / "s", video=frames, weights=base)
+    assert reopened.next_finetune() == session.next_finetune()
+    list(reopened.run())
+    assert used[-1].time_budget == pytest.approx(round_seconds - pace * pending)
+    assert used[-1].steps == settings.correction_steps
+
+
+def test_a_session_saved_before_its_pace_was_kept_budgets_corrections_as_before(tmp_path, video, settings, base):
+    frames, masks = video
+    settings = replace(settings, correction_time_budget=20.0)
+    with VideoSession(frames, tmp_path / "s", weights=base, settings=settings) as session:
+        session.add_annotation(0, _first_mask(masks))
+        list(session.run())
+    state_path = tmp_path / "s" / "session.json"
+    state = json.loads(state_path.read_text())
+    del state["seconds_per_result"], state["settings"]["correction_round_seconds"]
+    state_path.write_text(json.dumps(state))
+    reopened = VideoSession.open(tmp_path / "s", video=frames, weights=base)
+    reopened.add_annotation(3, _first_mask(masks))
+    assert reopened.settings.correction_round_seconds == SessionSettings().correction_round_seconds
+    assert reopened.next_finetune().time_budget == 20.0
