@@ -103,6 +103,23 @@ def test_the_whole_loop_annotate_propagate_correct_undo(qtbot, widget, clip):
     assert widget.timeline.scores == pytest.approx(scores_before)
 
 
+def test_a_correction_s_progress_bar_counts_on_the_fine_tune_the_session_will_make(qtbot, widget, clip):
+    frames, instances = clip
+    paint(widget.viewer.layers["annotation"], 0, first_object(instances))
+    job = widget.annotator.job("run")
+    assert job.meter.time_budget == widget.annotator.settings.finetune.time_budget  # the first fine-tune's
+    run(qtbot, widget, "run")
+    session = widget.annotator.session
+    correction = np.zeros_like(frames[0, ..., 0])
+    correction[10:70, 20:100] = 1
+    paint(widget.viewer.layers[MASKS], 3, correction)
+    job = widget.annotator.job("run")
+    # the correction has no budget of its own here: the round's, less the re-propagation at the measured pace
+    expected = session.next_finetune().time_budget
+    assert expected is not None and expected < widget.annotator.settings.correction_round_seconds
+    assert job.meter.time_budget == expected
+
+
 def test_erasing_a_frame_of_the_masks_says_the_object_is_not_there(qtbot, widget, clip):
     frames, instances = clip
     layers = widget.annotator.viewer.layers
