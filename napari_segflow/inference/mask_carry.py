@@ -51,6 +51,7 @@ class UserMaskCarrier:
         # (user frame, step +1 or -1) -> [(objects (K, h, w), passed (h, w)) a frame, None once blended]
         self._carries: dict[tuple[int, int], list[tuple[np.ndarray, np.ndarray] | None]] = {}
         self._ends: dict[tuple[int, int], np.ndarray] = {}  # each carry's last frame, grey, on the working grid
+        self._estimator = None  # one DIS estimator for every step of every carry, made at the first step
 
     @staticmethod
     def available() -> bool:
@@ -76,12 +77,13 @@ class UserMaskCarrier:
             first = self._one_hot_objects(channels).astype(np.float16)
             chain.append((first, np.ones(self.geometry.scaled, np.float16)))
             self._ends[key] = self._grey_frame(user)
-        estimator = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         while len(chain) <= abs(index - user):
+            if self._estimator is None:
+                self._estimator = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
             here = self._grey_frame(user + step * len(chain))
             there = self._ends[key]
-            back = _as_tensor(estimator.calc(here, there, None))
-            forth = _as_tensor(estimator.calc(there, here, None))
+            back = _as_tensor(self._estimator.calc(here, there, None))
+            forth = _as_tensor(self._estimator.calc(there, here, None))
             objects, passed = chain[-1]
             previous = torch.from_numpy(np.concatenate([objects, passed[None]]).astype(np.float32))[None]
             moved = backward_warp(previous, back)[0][0]

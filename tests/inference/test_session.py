@@ -36,6 +36,20 @@ def base(tiny_config):
     return SegFlowNet(tiny_config)
 
 
+@pytest.fixture()
+def recorded_finetunes(monkeypatch):
+    """The config of every fine-tune a session makes, in order."""
+    used = []
+    original = session_module.finetune
+
+    def recording(net, frames, annotations, objects, config, device):
+        used.append(config)
+        return original(net, frames, annotations, objects, config, device)
+
+    monkeypatch.setattr(session_module, "finetune", recording)
+    return used
+
+
 def _first_mask(masks):
     return (masks[0] == masks[0][masks[0] > 0].min()).astype(np.uint8) * 3
 
@@ -411,23 +425,15 @@ def test_a_session_saved_before_the_mask_prior_opens_with_the_default_fine_tune(
     assert reopened.settings.finetune.prior_deformation.drop_share == 1.0 and reopened.settings.keep_confidence
 
 
-def test_corrections_fine_tune_with_their_own_batch_and_rate(tmp_path, video, settings, base, monkeypatch):
+def test_corrections_fine_tune_with_their_own_batch_and_rate(tmp_path, video, settings, base, recorded_finetunes):
     frames, masks = video
-    used = []
-    original = session_module.finetune
-
-    def recording(net, frames, annotations, objects, config, device):
-        used.append(config)
-        return original(net, frames, annotations, objects, config, device)
-
-    monkeypatch.setattr(session_module, "finetune", recording)
     settings = replace(settings, correction_batch_size=3, correction_learning_rate=1e-4)
     session = VideoSession(frames, tmp_path / "s", weights=base, settings=settings)
     session.add_annotation(0, _first_mask(masks))
     list(session.run())
     session.add_annotation(3, _first_mask(masks))
     list(session.run())
-    first, correction = used
+    first, correction = recorded_finetunes
     assert (first.batch_size, first.learning_rate) == (FinetuneConfig().batch_size, FinetuneConfig().learning_rate)
     assert (correction.batch_size, correction.learning_rate, correction.steps) == (3, 1e-4, settings.correction_steps)
 
@@ -478,18 +484,10 @@ def test_a_correction_s_seconds_must_be_positive(name, value):
 
 
 def test_the_session_times_its_propagation_and_budgets_the_next_correction_by_it(
-    tmp_path, video, settings, base, monkeypatch
+    tmp_path, video, settings, base, recorded_finetunes
 ):
     frames, masks = video
-    used = []
-    original = session_module.finetune
-
-    def recording(net, frames, annotations, objects, config, device):
-        used.append(config)
-        return original(net, frames, annotations, objects, config, device)
-
-    monkeypatch.setattr(session_module, "finetune", recording)
-    # a round as long as the first run's propagation plus a second: the correction's budget follows the pace
+    # no budget of the correction's own: the round's, less the re-propagation at the measured pace
     settings = replace(settings, correction_time_budget=None)
     session = VideoSession(frames, tmp_path / "s", weights=base, settings=settings)
     session.add_annotation(0, _first_mask(masks))
@@ -507,8 +505,8 @@ def test_the_session_times_its_propagation_and_budgets_the_next_correction_by_it
     reopened = VideoSession.open(tmp_path / "s", video=frames, weights=base)
     assert reopened.next_finetune() == session.next_finetune()
     list(reopened.run())
-    assert used[-1].time_budget == pytest.approx(round_seconds - pace * pending)
-    assert used[-1].steps == settings.correction_steps
+    assert recorded_finetunes[-1].time_budget == pytest.approx(round_seconds - pace * pending)
+    assert recorded_finetunes[-1].steps == settings.correction_steps
 
 
 def test_a_session_saved_before_its_pace_was_kept_budgets_corrections_as_before(tmp_path, video, settings, base):
