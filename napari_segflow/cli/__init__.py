@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--finetune-seed", type=int, default=0,
                        help="--part accuracy, engine, long, interactive, box: the fine-tune's seed (its spread "
                             "between seeds is a few points; default: 0)")
+    bench.add_argument("--bidirectional", action="store_true",
+                       help="--part engine, long, interactive, box: the session's two-way memory (a sweep back after "
+                            "the sweep forward; about twice the propagation time)")
     bench.add_argument("--rounds", type=int, default=5, help="--part interactive: correction rounds (default: 5)")
     bench.add_argument("--plot", help="--part interactive: also draw J&F against rounds in this PNG")
     bench.add_argument("--json", help=f"--part {', '.join(JSON_PARTS)}: also write the results as JSON here")

@@ -194,7 +194,8 @@ def _bench_engine(args: argparse.Namespace) -> int:
               file=sys.stderr)
 
     print(f"engine benchmark on {len(cases)} clip(s) ...", file=sys.stderr)
-    settings = session_settings(args, keep_flow=True, seed=args.finetune_seed)
+    settings = session_settings(args, keep_flow=True, seed=args.finetune_seed,
+                                bidirectional=args.bidirectional)
     print(engine_table(benchmark_engine(cases, args.weights, settings, progress=report)))
     return 0
 
@@ -208,7 +209,8 @@ def _bench_interactive(args: argparse.Namespace) -> int:
 
     if args.rounds < 1:
         raise SegFlowError(f"--rounds must be at least 1, got {args.rounds}")
-    settings = session_settings(args, keep_flow=True, seed=args.finetune_seed)
+    settings = session_settings(args, keep_flow=True, seed=args.finetune_seed,
+                                bidirectional=args.bidirectional)
     sequences = find_sequences(args.davis_root, names=args.sequences or list(HELD_OUT))
 
     def report(case, method, strategy, result):
@@ -248,7 +250,8 @@ def _bench_box(args: argparse.Namespace) -> int:
         )
 
     print(f"first masks from a box on {len(sequences)} sequence(s) ...", file=sys.stderr)
-    settings = session_settings(args, keep_flow=False, seed=args.finetune_seed)
+    settings = session_settings(args, keep_flow=False, seed=args.finetune_seed,
+                                bidirectional=args.bidirectional)
     results = benchmark_first_masks(sequences, net, args.weights, settings, progress=report)
     print(first_mask_table(results))
     return 0
@@ -262,7 +265,8 @@ def _bench_long(args: argparse.Namespace) -> int:
 
     video = open_video(args.video)
     mask = read_annotation(args.mask, video.shape[1:3])
-    settings = session_settings(args, keep_flow=True, seed=args.finetune_seed)
+    settings = session_settings(args, keep_flow=True, seed=args.finetune_seed,
+                                bidirectional=args.bidirectional)
     bar = tqdm(total=args.long_frames, desc="propagate", unit="frame", file=sys.stderr)
 
     def progress(done, total):

@@ -209,6 +209,8 @@ def benchmark_long_video(base_frames, first_mask: np.ndarray, weights, settings:
         started = time.perf_counter()
         done = 0
         for result in session.propagate(0, "forward"):
+            if not result.final:  # a two-way run's first sweep: the frame is done after the sweep back
+                continue
             done += 1
             if progress is not None:
                 progress(done, count)

@@ -111,6 +111,30 @@ def test_bench_sessions_fine_tune_with_the_seed_asked_for(monkeypatch, davis_fol
     assert captured.value.args == (3, 3)
 
 
+@pytest.mark.parametrize("part", ["engine", "interactive", "box", "long"])
+@pytest.mark.parametrize("two_way", [False, True])
+def test_bench_sessions_use_the_two_way_memory_when_asked(monkeypatch, davis_folder, part, two_way):
+    import napari_segflow.evaluation.engine as engine
+    import napari_segflow.evaluation.first_masks as first_masks
+    import napari_segflow.evaluation.interactive as interactive
+
+    class Captured(Exception):
+        pass
+
+    def capture(*args, **kwargs):
+        settings = next(a for a in (*args, *kwargs.values()) if isinstance(a, SessionSettings))
+        raise Captured(settings.bidirectional)
+
+    monkeypatch.setattr(engine, "benchmark_engine", capture)
+    monkeypatch.setattr(engine, "benchmark_long_video", capture)
+    monkeypatch.setattr(interactive, "simulate_session", capture)
+    monkeypatch.setattr(first_masks, "benchmark_first_masks", capture)
+    with pytest.raises(Captured) as captured:
+        main(["bench", "--part", part, "--davis-root", str(davis_folder), "--sequences", "val", "--clips", "0",
+              "--long-frames", "4", *(["--bidirectional"] if two_way else [])])
+    assert captured.value.args == (two_way,)
+
+
 def test_bench_finetune_fine_tunes_on_the_device_asked_for(monkeypatch):
     import pytest
     import torch
