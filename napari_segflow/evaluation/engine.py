@@ -207,13 +207,13 @@ def benchmark_long_video(base_frames, first_mask: np.ndarray, weights, settings:
         for _ in session.finetune():
             pass
         started = time.perf_counter()
-        done = 0
+        # a two-way run yields each frame twice: its first sweep's result, then the final one
+        results, expected, done = 0, count * (2 if settings.bidirectional else 1), 0
         for result in session.propagate(0, "forward"):
-            if not result.final:  # a two-way run's first sweep: the frame is done after the sweep back
-                continue
-            done += 1
+            results += 1
+            done += result.final
             if progress is not None:
-                progress(done, count)
+                progress(results, expected)
         seconds = time.perf_counter() - started
         working = session.geometry.scaled
         session_bytes = _folder_bytes(session.folder) / max(done, 1)
