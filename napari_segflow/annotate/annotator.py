@@ -352,13 +352,12 @@ class Annotator:
         self._ensure_outputs()
         budget = session.next_finetune().time_budget
         count = len(session)
-        passes = 2 if self.settings.bidirectional else 1
         if action == "run":
             return Job(action, session.run, Meter(session.pending_results, budget))
         if action == "finetune":
             return Job(action, session.finetune, Meter(0, budget))
         start = self.current_frame()
-        frames = {"forward": count - start, "backward": start + 1, "both": count}[action] * passes
+        frames = {"forward": count - start, "backward": start + 1, "both": count}[action] * self.settings.sweeps
 
         def events():
             if session.needs_finetune:

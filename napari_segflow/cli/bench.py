@@ -267,9 +267,8 @@ def _bench_long(args: argparse.Namespace) -> int:
     mask = read_annotation(args.mask, video.shape[1:3])
     settings = session_settings(args, keep_flow=True, seed=args.finetune_seed,
                                 bidirectional=args.bidirectional)
-    sweeps = 2 if settings.bidirectional else 1
-    bar = tqdm(total=args.long_frames * sweeps, desc="propagate" + (" (two sweeps)" if sweeps == 2 else ""),
-               unit="frame", file=sys.stderr)
+    description = "propagate" + (" (two sweeps)" if settings.sweeps == 2 else "")
+    bar = tqdm(total=args.long_frames * settings.sweeps, desc=description, unit="frame", file=sys.stderr)
 
     def progress(done, total):
         bar.update(1)

@@ -207,8 +207,7 @@ def benchmark_long_video(base_frames, first_mask: np.ndarray, weights, settings:
         for _ in session.finetune():
             pass
         started = time.perf_counter()
-        # a two-way run yields each frame twice: its first sweep's result, then the final one
-        results, expected, done = 0, count * (2 if settings.bidirectional else 1), 0
+        results, expected, done = 0, count * settings.sweeps, 0
         for result in session.propagate(0, "forward"):
             results += 1
             done += result.final

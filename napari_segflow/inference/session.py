@@ -106,6 +106,12 @@ class SessionSettings:
             if value is not None and not (0 < value < float("inf")):
                 raise SegFlowError(f"{name} must be a positive number of seconds or None, got {value!r}")
 
+    @property
+    def sweeps(self) -> int:
+        """How many results propagation yields for each frame: two with the two-way memory (the first sweep's
+        one-way result, then the final one)."""
+        return 2 if self.bidirectional else 1
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -551,7 +557,7 @@ class VideoSession:
     @property
     def pending_results(self) -> int:
         """How many FrameResults ``run()``'s propagation will yield (for a progress bar)."""
-        return expected_results(self.pending_stretches(), 2 if self.settings.bidirectional else 1)
+        return expected_results(self.pending_stretches(), self.settings.sweeps)
 
     def run(self) -> Iterator[FinetuneStep | FrameResult]:
         """Fine-tune if the annotations changed since the last fine-tune, then propagate the pending stretches;
